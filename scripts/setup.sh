@@ -10,7 +10,7 @@ PACKAGES=(
   libsodium-dev libssl-dev
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsignal-protocol-c-dev
+  libsignal-protocol-c-dev nlohmann-json3-dev
 )
 
 missing=()

@@ -1,12 +1,16 @@
-// SHA-256, SHA-512 and HMAC-SHA256 over libsodium (no allocation, no OpenSSL per-call fetches).
+// SHA-256, SHA-512 and HMAC-SHA256 over OpenSSL 3 (which uses the CPU's SHA extensions).
+// OpenSSL 3 is slow when algorithms are looked up by name on every call, so the algorithm
+// objects are fetched once and MAC contexts are pooled per thread; the Signal ratchet computes
+// several HMACs under one key, which reset() allows without repeating the key schedule.
 #pragma once
-
-#include <sodium.h>
 
 #include <array>
 #include <cstdint>
 
 #include "postern/util/bytes.h"
+
+struct evp_mac_ctx_st;
+struct evp_md_ctx_st;
 
 namespace postern::crypto {
 
@@ -24,12 +28,15 @@ class Sha512 {
   Sha512(const Sha512&) = delete;
   Sha512& operator=(const Sha512&) = delete;
   Sha512& update(ByteView data);
+  // Finishes and starts over (the object can hash another message).
   Sha512Digest finish();
 
  private:
-  crypto_hash_sha512_state state_;
+  evp_md_ctx_st* ctx_;
 };
 
+// HMAC-SHA256 under one key. finish() returns the tag and makes the object ready for another
+// message under the same key.
 class HmacSha256 {
  public:
   explicit HmacSha256(ByteView key);
@@ -41,7 +48,8 @@ class HmacSha256 {
   Hmac256Tag finish();
 
  private:
-  crypto_auth_hmacsha256_state state_;
+  evp_mac_ctx_st* ctx_;
+  bool fresh_ = true;
 };
 
 Hmac256Tag hmac_sha256(ByteView key, ByteView data);

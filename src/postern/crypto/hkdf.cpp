@@ -26,8 +26,8 @@ Status hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, MutableByteView o
 
   Hmac256Tag block{};
   std::size_t done = 0;
+  HmacSha256 expand(prk.view());
   for (std::uint8_t counter = 1; done < out.size(); ++counter) {
-    HmacSha256 expand(prk.view());
     if (counter > 1) expand.update(block);
     expand.update(info);
     expand.update(counter);

@@ -88,11 +88,12 @@ Result<Bytes> GroupCipher::encrypt(ByteView plaintext) {
   SenderKeyState& s = record->newest();
   if (!s.signing_private) return Errc::no_session;
 
-  GroupKeys keys = derive_group_keys(message_key_seed(s.chain_key));
+  ChainStep step = chain_step(s.chain_key);
+  GroupKeys keys = derive_group_keys(step.seed);
   POSTERN_TRY(Bytes body, crypto::aes_cbc_encrypt(keys.cipher_key.view(), keys.iv.view(), plaintext));
   crypto::XeddsaSigner signer(*s.signing_private, s.signing_edwards_y, s.signing_negated);
   SenderKeyMessage message = SenderKeyMessage::create(s.key_id, s.iteration, body, signer, rng_);
-  s.chain_key = next_chain_key(s.chain_key);
+  s.chain_key = step.next;
   ++s.iteration;
   POSTERN_CHECK(store_.store_sender_key(name_, record->serialize()));
   return message.serialized();

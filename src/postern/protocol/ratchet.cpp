@@ -12,10 +12,16 @@ namespace {
 constexpr std::string_view kRatchetInfo = "WhisperRatchet";
 constexpr std::string_view kMessageKeysInfo = "WhisperMessageKeys";
 
-crypto::SecretArray<32> chain_hmac(const ChainKey& ck, std::uint8_t label) {
-  crypto::Hmac256Tag t = crypto::HmacSha256(ck.view()).update(label).finish();
-  crypto::SecretArray<32> out(std::span<const std::uint8_t, 32>(t.data(), 32));
+void finish_into(crypto::HmacSha256& mac, std::uint8_t label, crypto::SecretArray<32>& out) {
+  crypto::Hmac256Tag t = mac.update(label).finish();
+  std::copy(t.begin(), t.end(), out.data());
   crypto::wipe(t.data(), t.size());
+}
+
+crypto::SecretArray<32> chain_hmac(const ChainKey& ck, std::uint8_t label) {
+  crypto::HmacSha256 mac(ck.view());
+  crypto::SecretArray<32> out;
+  finish_into(mac, label, out);
   return out;
 }
 
@@ -24,6 +30,14 @@ crypto::SecretArray<32> chain_hmac(const ChainKey& ck, std::uint8_t label) {
 MessageKeySeed message_key_seed(const ChainKey& chain_key) { return chain_hmac(chain_key, 0x01); }
 
 ChainKey next_chain_key(const ChainKey& chain_key) { return chain_hmac(chain_key, 0x02); }
+
+ChainStep chain_step(const ChainKey& chain_key) {
+  crypto::HmacSha256 mac(chain_key.view());
+  ChainStep step;
+  finish_into(mac, 0x01, step.seed);
+  finish_into(mac, 0x02, step.next);
+  return step;
+}
 
 MessageKeys derive_message_keys(const MessageKeySeed& seed) {
   crypto::SecretArray<80> okm;
@@ -51,11 +65,13 @@ Result<MessageKeyLookup> MessageKeyLookup::find(const ChainKey& key, std::uint32
   ChainKey k = key;
   l.new_skipped_.reserve(index - chain_index);
   for (std::uint32_t i = chain_index; i < index; ++i) {
-    l.new_skipped_.push_back(SkippedKey{i, message_key_seed(k)});
-    k = next_chain_key(k);
+    ChainStep step = chain_step(k);
+    l.new_skipped_.push_back(SkippedKey{i, step.seed});
+    k = step.next;
   }
-  l.seed_ = message_key_seed(k);
-  l.next_key_ = next_chain_key(k);
+  ChainStep last = chain_step(k);
+  l.seed_ = last.seed;
+  l.next_key_ = last.next;
   return l;
 }
 

@@ -27,6 +27,13 @@ struct MessageKeys {
 
 MessageKeySeed message_key_seed(const ChainKey& chain_key);
 ChainKey next_chain_key(const ChainKey& chain_key);
+
+// Both of the above under one keyed HMAC.
+struct ChainStep {
+  MessageKeySeed seed;
+  ChainKey next;
+};
+ChainStep chain_step(const ChainKey& chain_key);
 MessageKeys derive_message_keys(const MessageKeySeed& seed);
 
 inline constexpr std::size_t kMaxSkippedMessageKeys = 2000;  // kept per receiving chain

@@ -1,8 +1,7 @@
 #include "postern/protocol/sender_key_record.h"
 
-#include "postern/protocol/detail/record_io.h"
+#include "postern/protocol/detail/binary_io.h"
 #include "postern/protocol/errors.h"
-#include "postern/protocol/proto/storage.pb.h"
 
 namespace postern::protocol {
 
@@ -18,64 +17,73 @@ void SenderKeyRecord::add_state(SenderKeyState state) {
   while (states_.size() > kMaxSenderKeyStates) states_.pop_back();
 }
 
+// Record layout (little-endian; keys raw 32 bytes), versioned like session records:
+//   'P' 'K' format_version(u8 = 1) state_count(u8) { key_id u32 | iteration u32 | chain_key
+//   | signing_public | has_private u8 [signing_private] | signing_edwards_y | signing_negated u8
+//   | skipped_count u16 { index u32 | seed } }
+namespace {
+constexpr std::uint8_t kMagic0 = 'P';
+constexpr std::uint8_t kMagic1 = 'K';
+constexpr std::uint8_t kFormatVersion = 1;
+}  // namespace
+
 Bytes SenderKeyRecord::serialize() const {
-  storage::SenderKeyRecord pb;
-  pb.set_format_version(detail::kRecordFormatVersion);
+  detail::Writer w;
+  w.u8(kMagic0);
+  w.u8(kMagic1);
+  w.u8(kFormatVersion);
+  w.u8(static_cast<std::uint8_t>(states_.size()));
   for (const SenderKeyState& s : states_) {
-    storage::SenderKeyState* p = pb.add_states();
-    p->set_key_id(s.key_id);
-    p->set_iteration(s.iteration);
-    p->set_chain_key(detail::to_string(s.chain_key.view()));
-    p->set_signing_public(detail::to_string(s.signing_public.raw()));
-    if (s.signing_private) p->set_signing_private(detail::to_string(s.signing_private->scalar().view()));
-    p->set_signing_edwards_y(detail::to_string(s.signing_edwards_y));
-    p->set_signing_negated(s.signing_negated);
+    w.u32(s.key_id);
+    w.u32(s.iteration);
+    w.secret(s.chain_key);
+    w.key(s.signing_public);
+    w.u8(s.signing_private ? 1 : 0);
+    if (s.signing_private) w.secret(s.signing_private->scalar());
+    w.raw(s.signing_edwards_y);
+    w.u8(s.signing_negated ? 1 : 0);
+    w.u16(static_cast<std::uint16_t>(s.skipped.size()));
     for (const SkippedKey& k : s.skipped) {
-      auto* sk = p->add_skipped();
-      sk->set_index(k.index);
-      sk->set_seed(detail::to_string(k.seed.view()));
+      w.u32(k.index);
+      w.secret(k.seed);
     }
   }
-  Bytes out = detail::serialize_message(pb);
-  for (auto& p : *pb.mutable_states()) {
-    detail::wipe_string(*p.mutable_chain_key());
-    detail::wipe_string(*p.mutable_signing_private());
-    for (auto& k : *p.mutable_skipped()) detail::wipe_string(*k.mutable_seed());
-  }
-  return out;
+  return w.take();
 }
 
 Result<SenderKeyRecord> SenderKeyRecord::deserialize(ByteView bytes) {
-  storage::SenderKeyRecord pb;
-  POSTERN_CHECK(detail::parse_record(pb, bytes));
-  POSTERN_CHECK(detail::check_format_version(pb.format_version()));
-  if (static_cast<std::size_t>(pb.states_size()) > kMaxSenderKeyStates) return Errc::corrupt_record;
-  SenderKeyRecord r;
-  for (auto& p : *pb.mutable_states()) {
+  detail::Reader r(bytes);
+  if (r.u8() != kMagic0 || r.u8() != kMagic1) return Errc::corrupt_record;
+  const std::uint8_t version = r.u8();
+  if (!r.ok() || version == 0) return Errc::corrupt_record;
+  if (version > kFormatVersion) return Errc::invalid_version;
+  const std::size_t count = r.u8();
+  if (count > kMaxSenderKeyStates) return Errc::corrupt_record;
+  SenderKeyRecord record;
+  for (std::size_t i = 0; i < count && r.ok(); ++i) {
     SenderKeyState s;
-    s.key_id = p.key_id();
-    s.iteration = p.iteration();
-    POSTERN_CHECK(detail::copy_secret(p.chain_key(), s.chain_key));
-    POSTERN_TRY(s.signing_public, detail::public_from(p.signing_public()));
-    if (!p.signing_private().empty()) {
-      POSTERN_TRY(crypto::PrivateKey k, detail::private_from(p.signing_private()));
-      s.signing_private = std::move(k);
+    s.key_id = r.u32();
+    s.iteration = r.u32();
+    r.secret(s.chain_key);
+    s.signing_public = r.key();
+    const std::uint8_t has_private = r.u8();
+    if (has_private > 1) return Errc::corrupt_record;
+    if (has_private == 1) s.signing_private = r.private_key();
+    r.array(s.signing_edwards_y);
+    const std::uint8_t negated = r.u8();
+    if (negated > 1) return Errc::corrupt_record;
+    s.signing_negated = negated == 1;
+    const std::size_t skipped = r.u16();
+    if (skipped > kMaxSkippedMessageKeys) return Errc::corrupt_record;
+    s.skipped.resize(skipped);
+    for (SkippedKey& k : s.skipped) {
+      k.index = r.u32();
+      r.secret(k.seed);
     }
-    POSTERN_TRY(s.signing_edwards_y, detail::array32(p.signing_edwards_y()));
-    s.signing_negated = p.signing_negated();
-    if (static_cast<std::size_t>(p.skipped_size()) > kMaxSkippedMessageKeys) return Errc::corrupt_record;
-    for (auto& k : *p.mutable_skipped()) {
-      SkippedKey key;
-      key.index = k.index();
-      POSTERN_CHECK(detail::copy_secret(k.seed(), key.seed));
-      detail::wipe_string(*k.mutable_seed());
-      s.skipped.push_back(std::move(key));
-    }
-    detail::wipe_string(*p.mutable_chain_key());
-    detail::wipe_string(*p.mutable_signing_private());
-    r.states_.push_back(std::move(s));
+    record.states_.push_back(std::move(s));
   }
-  return r;
+  if (!r.ok() || !r.at_end()) return Errc::corrupt_record;
+  return record;
 }
 
 }  // namespace postern::protocol

@@ -105,7 +105,8 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
               stores_.identity.is_trusted_identity(remote_, state.remote_identity, Direction::sending));
   if (!trusted) return Errc::untrusted_identity;
 
-  MessageKeys keys = derive_message_keys(message_key_seed(state.sender_chain_key));
+  ChainStep step = chain_step(state.sender_chain_key);
+  MessageKeys keys = derive_message_keys(step.seed);
   POSTERN_TRY(Bytes body, crypto::aes_cbc_encrypt(keys.cipher_key.view(), keys.iv.view(), plaintext));
   SignalMessage message =
       SignalMessage::create(state.sender_ratchet.public_key, state.sender_chain_index, state.previous_counter, body,
@@ -121,7 +122,7 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
   } else {
     out = CiphertextMessage{CiphertextType::signal, message.serialized()};
   }
-  state.sender_chain_key = next_chain_key(state.sender_chain_key);
+  state.sender_chain_key = step.next;
   ++state.sender_chain_index;
   POSTERN_CHECK(stores_.sessions.store_session(remote_, record->serialize()));
   return out;

@@ -2,108 +2,100 @@
 
 #include <algorithm>
 
-#include "postern/protocol/detail/record_io.h"
+#include "postern/protocol/detail/binary_io.h"
 #include "postern/protocol/errors.h"
-#include "postern/protocol/proto/storage.pb.h"
+
+// Record layout (little-endian; keys are raw 32-byte values):
+//   'P' 'S' format_version(u8 = 1) has_current(u8) [state] previous_count(u8) [state]...
+//   state = version u8 | local_identity | remote_identity | root_key | previous_counter u32
+//         | sender_ratchet_public | sender_ratchet_private | sender_chain_index u32 | sender_chain_key
+//         | chain_count u8 { ratchet_key | index u32 | key | skipped_count u16 { index u32 | seed } }
+//         | pending flags u8 (1 = present, 2 = has one-time prekey id) | pre_key_id u32
+//         | signed_pre_key_id u32 | base_key | remote_registration_id u32 | local_registration_id u32
+//         | alice_base_key
+// A fixed binary layout rather than protobuf: records are loaded and stored on every message,
+// and this is several times faster to read and write. The version byte guards evolution.
 
 namespace postern::protocol {
 namespace {
 
-using detail::to_string;
+constexpr std::uint8_t kMagic0 = 'P';
+constexpr std::uint8_t kMagic1 = 'S';
+constexpr std::uint8_t kFormatVersion = 1;
 
-void write_chain(const ReceiverChain& c, storage::Chain& pb) {
-  pb.set_ratchet_key(to_string(c.ratchet_key.raw()));
-  pb.set_index(c.index);
-  pb.set_key(to_string(c.key.view()));
-  for (const SkippedKey& k : c.skipped) {
-    storage::Chain::Skipped* s = pb.add_skipped();
-    s->set_index(k.index);
-    s->set_seed(to_string(k.seed.view()));
+void write_state(detail::Writer& w, const SessionState& s) {
+  w.u8(static_cast<std::uint8_t>(s.version));
+  w.key(s.local_identity);
+  w.key(s.remote_identity);
+  w.secret(s.root_key);
+  w.u32(s.previous_counter);
+  w.key(s.sender_ratchet.public_key);
+  w.secret(s.sender_ratchet.private_key.scalar());
+  w.u32(s.sender_chain_index);
+  w.secret(s.sender_chain_key);
+  w.u8(static_cast<std::uint8_t>(s.receiver_chains.size()));
+  for (const ReceiverChain& c : s.receiver_chains) {
+    w.key(c.ratchet_key);
+    w.u32(c.index);
+    w.secret(c.key);
+    w.u16(static_cast<std::uint16_t>(c.skipped.size()));
+    for (const SkippedKey& k : c.skipped) {
+      w.u32(k.index);
+      w.secret(k.seed);
+    }
   }
+  const auto& p = s.pending_pre_key;
+  w.u8(static_cast<std::uint8_t>((p ? 1 : 0) | (p && p->pre_key_id ? 2 : 0)));
+  w.u32(p && p->pre_key_id ? *p->pre_key_id : 0);
+  w.u32(p ? p->signed_pre_key_id : 0);
+  w.key(p ? p->base_key : PublicKey{});
+  w.u32(s.remote_registration_id);
+  w.u32(s.local_registration_id);
+  w.key(s.alice_base_key);
 }
 
-Result<ReceiverChain> read_chain(storage::Chain& pb) {
-  ReceiverChain c;
-  POSTERN_TRY(c.ratchet_key, detail::public_from(pb.ratchet_key()));
-  c.index = pb.index();
-  POSTERN_CHECK(detail::copy_secret(pb.key(), c.key));
-  if (static_cast<std::size_t>(pb.skipped_size()) > kMaxSkippedMessageKeys) return Errc::corrupt_record;
-  for (auto& s : *pb.mutable_skipped()) {
-    SkippedKey k;
-    k.index = s.index();
-    POSTERN_CHECK(detail::copy_secret(s.seed(), k.seed));
-    detail::wipe_string(*s.mutable_seed());
-    c.skipped.push_back(std::move(k));
-  }
-  detail::wipe_string(*pb.mutable_key());
-  return c;
-}
-
-void write_state(const SessionState& s, storage::SessionState& pb) {
-  pb.set_session_version(s.version);
-  pb.set_local_identity(to_string(s.local_identity.raw()));
-  pb.set_remote_identity(to_string(s.remote_identity.raw()));
-  pb.set_root_key(to_string(s.root_key.view()));
-  pb.set_previous_counter(s.previous_counter);
-  pb.set_sender_ratchet_public(to_string(s.sender_ratchet.public_key.raw()));
-  pb.set_sender_ratchet_private(to_string(s.sender_ratchet.private_key.scalar().view()));
-  pb.set_sender_chain_index(s.sender_chain_index);
-  pb.set_sender_chain_key(to_string(s.sender_chain_key.view()));
-  for (const ReceiverChain& c : s.receiver_chains) write_chain(c, *pb.add_receiver_chains());
-  if (s.pending_pre_key) {
-    storage::PendingPreKey* p = pb.mutable_pending_pre_key();
-    p->set_has_pre_key_id(s.pending_pre_key->pre_key_id.has_value());
-    p->set_pre_key_id(s.pending_pre_key->pre_key_id.value_or(0));
-    p->set_signed_pre_key_id(s.pending_pre_key->signed_pre_key_id);
-    p->set_base_key(to_string(s.pending_pre_key->base_key.raw()));
-  }
-  pb.set_remote_registration_id(s.remote_registration_id);
-  pb.set_local_registration_id(s.local_registration_id);
-  pb.set_alice_base_key(to_string(s.alice_base_key.raw()));
-}
-
-Result<SessionState> read_state(storage::SessionState& pb) {
+Result<SessionState> read_state(detail::Reader& r) {
   SessionState s;
-  s.version = pb.session_version();
-  if (s.version != 3) return Errc::invalid_version;
-  POSTERN_TRY(s.local_identity, detail::public_from(pb.local_identity()));
-  POSTERN_TRY(s.remote_identity, detail::public_from(pb.remote_identity()));
-  POSTERN_CHECK(detail::copy_secret(pb.root_key(), s.root_key));
-  s.previous_counter = pb.previous_counter();
-  POSTERN_TRY(s.sender_ratchet, detail::key_pair_from(pb.sender_ratchet_public(), pb.sender_ratchet_private()));
-  s.sender_chain_index = pb.sender_chain_index();
-  POSTERN_CHECK(detail::copy_secret(pb.sender_chain_key(), s.sender_chain_key));
-  if (static_cast<std::size_t>(pb.receiver_chains_size()) > kMaxReceiverChains) return Errc::corrupt_record;
-  s.receiver_chains.reserve(static_cast<std::size_t>(pb.receiver_chains_size()));
-  for (auto& c : *pb.mutable_receiver_chains()) {
-    POSTERN_TRY(ReceiverChain chain, read_chain(c));
-    s.receiver_chains.push_back(std::move(chain));
+  s.version = r.u8();
+  if (r.ok() && s.version != 3) return Errc::invalid_version;
+  s.local_identity = r.key();
+  s.remote_identity = r.key();
+  r.secret(s.root_key);
+  s.previous_counter = r.u32();
+  s.sender_ratchet.public_key = r.key();
+  s.sender_ratchet.private_key = r.private_key();
+  s.sender_chain_index = r.u32();
+  r.secret(s.sender_chain_key);
+  const std::size_t chains = r.u8();
+  if (chains > kMaxReceiverChains) return Errc::corrupt_record;
+  s.receiver_chains.resize(chains);
+  for (ReceiverChain& c : s.receiver_chains) {
+    c.ratchet_key = r.key();
+    c.index = r.u32();
+    r.secret(c.key);
+    const std::size_t skipped = r.u16();
+    if (skipped > kMaxSkippedMessageKeys) return Errc::corrupt_record;
+    c.skipped.resize(skipped);
+    for (SkippedKey& k : c.skipped) {
+      k.index = r.u32();
+      r.secret(k.seed);
+    }
+    if (!r.ok()) return Errc::corrupt_record;
   }
-  if (pb.has_pending_pre_key()) {
-    const storage::PendingPreKey& p = pb.pending_pre_key();
-    PendingPreKey pending;
-    if (p.has_pre_key_id()) pending.pre_key_id = p.pre_key_id();
-    pending.signed_pre_key_id = p.signed_pre_key_id();
-    POSTERN_TRY(pending.base_key, detail::public_from(p.base_key()));
-    s.pending_pre_key = pending;
+  const std::uint8_t flags = r.u8();
+  const std::uint32_t pre_key_id = r.u32();
+  const std::uint32_t signed_pre_key_id = r.u32();
+  const PublicKey base_key = r.key();
+  if (flags > 3) return Errc::corrupt_record;
+  if (flags & 1) {
+    s.pending_pre_key = PendingPreKey{(flags & 2) ? std::optional<std::uint32_t>(pre_key_id) : std::nullopt,
+                                      signed_pre_key_id, base_key};
   }
-  s.remote_registration_id = pb.remote_registration_id();
-  s.local_registration_id = pb.local_registration_id();
-  POSTERN_TRY(s.alice_base_key, detail::public_from(pb.alice_base_key()));
-  detail::wipe_string(*pb.mutable_root_key());
-  detail::wipe_string(*pb.mutable_sender_ratchet_private());
-  detail::wipe_string(*pb.mutable_sender_chain_key());
+  s.remote_registration_id = r.u32();
+  s.local_registration_id = r.u32();
+  s.alice_base_key = r.key();
+  if (!r.ok()) return Errc::corrupt_record;
   return s;
-}
-
-void wipe_serialized_state(storage::SessionState& pb) {
-  detail::wipe_string(*pb.mutable_root_key());
-  detail::wipe_string(*pb.mutable_sender_ratchet_private());
-  detail::wipe_string(*pb.mutable_sender_chain_key());
-  for (auto& c : *pb.mutable_receiver_chains()) {
-    detail::wipe_string(*c.mutable_key());
-    for (auto& k : *c.mutable_skipped()) detail::wipe_string(*k.mutable_seed());
-  }
 }
 
 }  // namespace
@@ -139,35 +131,38 @@ bool SessionRecord::has_state_with_base_key(const PublicKey& base_key) const {
 }
 
 Bytes SessionRecord::serialize() const {
-  storage::SessionRecord pb;
-  pb.set_format_version(detail::kRecordFormatVersion);
-  if (current_) write_state(*current_, *pb.mutable_current());
-  for (const SessionState& s : previous_) write_state(s, *pb.add_previous());
-  Bytes out = detail::serialize_message(pb);
-  if (pb.has_current()) wipe_serialized_state(*pb.mutable_current());
-  for (auto& s : *pb.mutable_previous()) wipe_serialized_state(s);
-  return out;
+  detail::Writer w(64 + 400 * (1 + previous_.size()));
+  w.u8(kMagic0);
+  w.u8(kMagic1);
+  w.u8(kFormatVersion);
+  w.u8(current_ ? 1 : 0);
+  if (current_) write_state(w, *current_);
+  w.u8(static_cast<std::uint8_t>(previous_.size()));
+  for (const SessionState& s : previous_) write_state(w, s);
+  return w.take();
 }
 
 Result<SessionRecord> SessionRecord::deserialize(ByteView bytes) {
-  storage::SessionRecord pb;
-  POSTERN_CHECK(detail::parse_record(pb, bytes));
-  POSTERN_CHECK(detail::check_format_version(pb.format_version()));
-  if (static_cast<std::size_t>(pb.previous_size()) > kMaxArchivedStates) return Errc::corrupt_record;
-  SessionRecord r;
-  if (pb.has_current()) {
-    auto s = read_state(*pb.mutable_current());
-    wipe_serialized_state(*pb.mutable_current());
-    if (!s) return s.error();
-    r.current_ = std::move(s).value();
+  detail::Reader r(bytes);
+  if (r.u8() != kMagic0 || r.u8() != kMagic1) return Errc::corrupt_record;
+  const std::uint8_t version = r.u8();
+  if (!r.ok() || version == 0) return Errc::corrupt_record;
+  if (version > kFormatVersion) return Errc::invalid_version;
+  SessionRecord record;
+  const std::uint8_t has_current = r.u8();
+  if (has_current > 1) return Errc::corrupt_record;
+  if (has_current == 1) {
+    POSTERN_TRY(SessionState s, read_state(r));
+    record.current_ = std::move(s);
   }
-  for (auto& p : *pb.mutable_previous()) {
-    auto s = read_state(p);
-    wipe_serialized_state(p);
-    if (!s) return s.error();
-    r.previous_.push_back(std::move(s).value());
+  const std::size_t previous = r.u8();
+  if (previous > kMaxArchivedStates) return Errc::corrupt_record;
+  for (std::size_t i = 0; i < previous && r.ok(); ++i) {
+    POSTERN_TRY(SessionState s, read_state(r));
+    record.previous_.push_back(std::move(s));
   }
-  return r;
+  if (!r.ok() || !r.at_end()) return Errc::corrupt_record;
+  return record;
 }
 
 }  // namespace postern::protocol

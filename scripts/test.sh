@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test (the README's second quick-start command; .ci/run runs
+# exactly this):
+#   1. release build (gcc, warnings as errors): unit tests and the interop pairs (ctest)
+#   2. ASan + UBSan build: unit tests
+#   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 30)
+#   4. the benchmark in --quick mode, so that it keeps building and running
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+jobs=$(nproc)
+passed=0
+failed=0
+stage() {  # stage NAME COMMAND...
+  local name=$1
+  shift
+  echo "==> $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "==> $name: passed"
+  else
+    failed=$((failed + 1))
+    echo "==> $name: FAILED"
+  fi
+}
+
+release() {
+  cmake --preset release >/dev/null &&
+    cmake --build --preset release -j "$jobs" &&
+    ctest --preset release -j 1
+}
+asan() {
+  cmake --preset asan >/dev/null &&
+    cmake --build --preset asan -j "$jobs" --target postern_unit_tests &&
+    ctest --preset asan
+}
+fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; }
+bench() { ./build/release/bench/postern-bench --quick; }
+
+stage "release build, unit and interop tests" release
+stage "ASan+UBSan unit tests" asan
+stage "fuzzing" fuzz
+if [ -x build/release/bench/postern-bench ]; then
+  stage "benchmark smoke run" bench
+fi
+
+echo "test stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
