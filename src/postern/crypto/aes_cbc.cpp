@@ -11,7 +11,8 @@ namespace postern::crypto {
 namespace {
 
 // OpenSSL 3 resolves algorithms by name on every implicit use; fetching once and keeping one
-// context per thread removes that cost from every message.
+// context per thread removes that cost from every message. The per-thread context holds the last
+// key schedule until the next call re-keys it (documented in docs/protocol-core.md).
 const EVP_CIPHER* cipher_for(std::size_t key_len) {
   static EVP_CIPHER* const k128 = EVP_CIPHER_fetch(nullptr, "AES-128-CBC", nullptr);
   static EVP_CIPHER* const k192 = EVP_CIPHER_fetch(nullptr, "AES-192-CBC", nullptr);

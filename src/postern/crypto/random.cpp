@@ -3,7 +3,6 @@
 #include <sodium.h>
 
 #include <cstdlib>
-#include <cstring>
 
 #include "postern/crypto/secret.h"
 
@@ -62,7 +61,7 @@ DeterministicRng::~DeterministicRng() { wipe(key_.data(), key_.size()); }
 void DeterministicRng::fill(MutableByteView out) {
   if (out.empty()) return;
   std::uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
-  std::memcpy(nonce, &counter_, sizeof nonce);
+  for (std::size_t i = 0; i < sizeof nonce; ++i) nonce[i] = static_cast<std::uint8_t>(counter_ >> (8 * i));
   ++counter_;
   crypto_stream_chacha20(out.data(), out.size(), nonce, key_.data());
 }

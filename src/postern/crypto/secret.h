@@ -2,6 +2,7 @@
 // in constant time. Anything holding a private key, chain key or message key uses these.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -77,8 +78,28 @@ class SecretBytes {
   const std::uint8_t* data() const { return bytes_.data(); }
   ByteView view() const { return bytes_; }
   MutableByteView mutable_view() { return bytes_; }
-  void append(ByteView more) { bytes_.insert(bytes_.end(), more.begin(), more.end()); }
-  void reserve(std::size_t n) { bytes_.reserve(n); }
+  // Growing never leaves a copy of the secret in freed memory: the old buffer is wiped first.
+  void append(ByteView more) {
+    const std::size_t need = bytes_.size() + more.size();
+    if (need > bytes_.capacity()) {
+      Bytes bigger;
+      bigger.reserve(std::max(need, 2 * bytes_.capacity()));
+      bigger.insert(bigger.end(), bytes_.begin(), bytes_.end());
+      bigger.insert(bigger.end(), more.begin(), more.end());
+      wipe(bytes_);
+      bytes_.swap(bigger);
+      return;
+    }
+    bytes_.insert(bytes_.end(), more.begin(), more.end());
+  }
+  void reserve(std::size_t n) {
+    if (n <= bytes_.capacity()) return;
+    Bytes bigger;
+    bigger.reserve(n);
+    bigger.assign(bytes_.begin(), bytes_.end());
+    wipe(bytes_);
+    bytes_.swap(bigger);
+  }
 
  private:
   Bytes bytes_;
