@@ -102,7 +102,41 @@ HmacSha256::HmacSha256(ByteView key) : ctx_(pool().take()) {
   // OpenSSL treats a null key as "reuse the previous key", so an empty key needs a real pointer.
   require(EVP_MAC_init(ctx_, key.empty() ? &kEmpty : key.data(), key.size(), nullptr));
 }
-HmacSha256::~HmacSha256() { pool().give(ctx_); }
+// The per-thread context keyed with the empty key; one user at a time (a second concurrent user
+// on the same thread falls back to a pooled context).
+struct ZeroKeyContext {
+  EVP_MAC_CTX* ctx = nullptr;
+  bool in_use = false;
+  ~ZeroKeyContext() { EVP_MAC_CTX_free(ctx); }
+};
+
+HmacSha256 HmacSha256::zero_key() { return HmacSha256(ZeroKey{}); }
+
+HmacSha256::HmacSha256(ZeroKey) {
+  static const std::uint8_t kEmpty = 0;
+  thread_local ZeroKeyContext zero;
+  if (zero.ctx == nullptr) {
+    zero.ctx = new_hmac_ctx();
+    require(EVP_MAC_init(zero.ctx, &kEmpty, 0, nullptr));
+  }
+  if (!zero.in_use) {
+    zero.in_use = true;
+    borrowed_ = &zero.in_use;
+    ctx_ = zero.ctx;
+    fresh_ = false;  // the next update() resets it to the keyed state
+  } else {
+    ctx_ = pool().take();
+    require(EVP_MAC_init(ctx_, &kEmpty, 0, nullptr));
+  }
+}
+
+HmacSha256::~HmacSha256() {
+  if (borrowed_ != nullptr) {
+    *borrowed_ = false;
+  } else {
+    pool().give(ctx_);
+  }
+}
 HmacSha256& HmacSha256::update(ByteView data) {
   if (!fresh_) {
     require(EVP_MAC_init(ctx_, nullptr, 0, nullptr));

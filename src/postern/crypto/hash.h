@@ -40,6 +40,9 @@ class Sha512 {
 class HmacSha256 {
  public:
   explicit HmacSha256(ByteView key);
+  // HMAC under the empty key (equivalently 32 zero bytes, HKDF's default salt), from a per-thread
+  // context keyed once: skips the key schedule on every use.
+  static HmacSha256 zero_key();
   ~HmacSha256();
   HmacSha256(const HmacSha256&) = delete;
   HmacSha256& operator=(const HmacSha256&) = delete;
@@ -48,8 +51,12 @@ class HmacSha256 {
   Hmac256Tag finish();
 
  private:
+  struct ZeroKey {};
+  explicit HmacSha256(ZeroKey);
+
   evp_mac_ctx_st* ctx_;
   bool fresh_ = true;
+  bool* borrowed_ = nullptr;  // set while this object uses the per-thread zero-key context
 };
 
 Hmac256Tag hmac_sha256(ByteView key, ByteView data);

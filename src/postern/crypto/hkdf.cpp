@@ -12,12 +12,11 @@ namespace postern::crypto {
 Status hkdf_sha256(ByteView ikm, ByteView salt, ByteView info, MutableByteView out) {
   constexpr std::size_t kHashLen = 32;
   if (out.size() > 255 * kHashLen) return Errc::bad_length;
-  static constexpr std::array<std::uint8_t, kHashLen> kZeroSalt{};
-  if (salt.empty()) salt = kZeroSalt;
-
   SecretArray<kHashLen> prk;
   {
-    HmacSha256 extract(salt);
+    // An empty salt is HashLen zero bytes (RFC 5869 2.2); HMAC pads keys with zeros, so both are
+    // the empty HMAC key, which has a cached context.
+    HmacSha256 extract = salt.empty() ? HmacSha256::zero_key() : HmacSha256(salt);
     extract.update(ikm);
     Hmac256Tag t = extract.finish();
     std::copy(t.begin(), t.end(), prk.data());

@@ -51,7 +51,7 @@ MessageKeys derive_message_keys(const MessageKeySeed& seed) {
 }
 
 Result<MessageKeyLookup> MessageKeyLookup::find(const ChainKey& key, std::uint32_t chain_index,
-                                                 const std::deque<SkippedKey>& skipped, std::uint32_t index) {
+                                                 const std::vector<SkippedKey>& skipped, std::uint32_t index) {
   MessageKeyLookup l;
   l.index_ = index;
   if (index < chain_index) {
@@ -81,7 +81,10 @@ void MessageKeyLookup::commit(ChainCursor chain) && {
     return;
   }
   for (SkippedKey& k : new_skipped_) chain.skipped.push_back(std::move(k));
-  while (chain.skipped.size() > kMaxSkippedMessageKeys) chain.skipped.pop_front();
+  if (chain.skipped.size() > kMaxSkippedMessageKeys) {  // drop the oldest
+    chain.skipped.erase(chain.skipped.begin(),
+                        chain.skipped.end() - static_cast<std::ptrdiff_t>(kMaxSkippedMessageKeys));
+  }
   chain.key = next_key_;
   chain.index = index_ + 1;
 }

@@ -5,7 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <optional>
 #include <vector>
 
@@ -49,7 +49,7 @@ struct SkippedKey {
 struct ChainCursor {
   ChainKey& key;
   std::uint32_t& index;              // index of the next key the chain will derive
-  std::deque<SkippedKey>& skipped;   // oldest first, at most kMaxSkippedMessageKeys
+  std::vector<SkippedKey>& skipped;   // oldest first, at most kMaxSkippedMessageKeys
 };
 
 // The message key for `index`, found or derived without changing the chain; commit() applies it
@@ -58,7 +58,7 @@ struct ChainCursor {
 class MessageKeyLookup {
  public:
   static Result<MessageKeyLookup> find(const ChainKey& key, std::uint32_t chain_index,
-                                       const std::deque<SkippedKey>& skipped, std::uint32_t index);
+                                       const std::vector<SkippedKey>& skipped, std::uint32_t index);
   const MessageKeySeed& seed() const { return seed_; }
   void commit(ChainCursor chain) &&;
 

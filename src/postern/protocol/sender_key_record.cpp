@@ -13,8 +13,8 @@ SenderKeyState* SenderKeyRecord::find(std::uint32_t key_id) {
 }
 
 void SenderKeyRecord::add_state(SenderKeyState state) {
-  states_.push_front(std::move(state));
-  while (states_.size() > kMaxSenderKeyStates) states_.pop_back();
+  states_.insert(states_.begin(), std::move(state));
+  if (states_.size() > kMaxSenderKeyStates) states_.resize(kMaxSenderKeyStates);
 }
 
 // Record layout (little-endian; keys raw 32 bytes), versioned like session records:

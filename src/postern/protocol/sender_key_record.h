@@ -5,7 +5,7 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <optional>
 
 #include "postern/crypto/curve.h"
@@ -26,7 +26,7 @@ struct SenderKeyState {
   std::optional<crypto::PrivateKey> signing_private;  // only in our own sending state
   std::array<std::uint8_t, 32> signing_edwards_y{};   // derived from signing_public, cached
   bool signing_negated = false;                       // derived from signing_private, cached
-  std::deque<SkippedKey> skipped;                     // oldest first
+  std::vector<SkippedKey> skipped;                     // oldest first
 };
 
 class SenderKeyRecord {
@@ -36,13 +36,13 @@ class SenderKeyRecord {
   SenderKeyState* find(std::uint32_t key_id);
   // Adds a state as the newest, dropping the oldest beyond kMaxSenderKeyStates.
   void add_state(SenderKeyState state);
-  const std::deque<SenderKeyState>& states() const { return states_; }
+  const std::vector<SenderKeyState>& states() const { return states_; }
 
   Bytes serialize() const;
   static Result<SenderKeyRecord> deserialize(ByteView bytes);
 
  private:
-  std::deque<SenderKeyState> states_;
+  std::vector<SenderKeyState> states_;
 };
 
 }  // namespace postern::protocol

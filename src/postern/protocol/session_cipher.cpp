@@ -46,7 +46,7 @@ Result<Bytes> decrypt_with_state(SessionState& state, const SignalMessage& messa
     chain_key = &ratchet->receiver_chain_key;
   }
 
-  static const std::deque<SkippedKey> kNoSkipped;
+  static const std::vector<SkippedKey> kNoSkipped;
   POSTERN_TRY(MessageKeyLookup lookup, MessageKeyLookup::find(*chain_key, chain_index,
                                                               chain ? chain->skipped : kNoSkipped,
                                                               message.counter()));

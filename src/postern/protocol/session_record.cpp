@@ -113,9 +113,9 @@ void SessionState::add_receiver_chain(ReceiverChain chain) {
 }
 
 void SessionRecord::promote_state(SessionState state) {
-  if (current_) previous_.push_front(std::move(*current_));
+  if (current_) previous_.insert(previous_.begin(), std::move(*current_));
   current_ = std::move(state);
-  while (previous_.size() > kMaxArchivedStates) previous_.pop_back();
+  if (previous_.size() > kMaxArchivedStates) previous_.resize(kMaxArchivedStates);
 }
 
 void SessionRecord::promote_archived(std::size_t index) {

@@ -5,7 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <optional>
 #include <vector>
 
@@ -26,7 +26,7 @@ struct ReceiverChain {
   PublicKey ratchet_key;
   std::uint32_t index = 0;  // index of the next message key this chain will derive
   ChainKey key;
-  std::deque<SkippedKey> skipped;  // oldest first
+  std::vector<SkippedKey> skipped;  // oldest first
 };
 
 struct PendingPreKey {
@@ -60,8 +60,8 @@ class SessionRecord {
   bool has_current() const { return current_.has_value(); }
   SessionState& current() { return *current_; }
   const SessionState& current() const { return *current_; }
-  std::deque<SessionState>& previous() { return previous_; }
-  const std::deque<SessionState>& previous() const { return previous_; }
+  std::vector<SessionState>& previous() { return previous_; }
+  const std::vector<SessionState>& previous() const { return previous_; }
 
   // Makes `state` current, archiving the old current state (at most kMaxArchivedStates kept).
   void promote_state(SessionState state);
@@ -75,7 +75,7 @@ class SessionRecord {
 
  private:
   std::optional<SessionState> current_;
-  std::deque<SessionState> previous_;  // newest first
+  std::vector<SessionState> previous_;  // newest first
 };
 
 }  // namespace postern::protocol
