@@ -29,9 +29,15 @@ struct CtxDeleter {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
 };
 
-EVP_CIPHER_CTX* thread_ctx() {
-  thread_local std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx(EVP_CIPHER_CTX_new());
-  return ctx.get();
+struct ThreadCipher {
+  std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx{EVP_CIPHER_CTX_new()};
+  const EVP_CIPHER* cipher = nullptr;  // what ctx was last set up for (then only key and IV change)
+  int encrypt = -1;
+};
+
+ThreadCipher& thread_cipher() {
+  thread_local ThreadCipher c;
+  return c;
 }
 
 Result<Bytes> run(bool encrypt, ByteView key, ByteView iv, ByteView in) {
@@ -39,11 +45,17 @@ Result<Bytes> run(bool encrypt, ByteView key, ByteView iv, ByteView in) {
   if (cipher == nullptr || iv.size() != 16) return Errc::bad_key_length;
   if (!encrypt && (in.empty() || in.size() % 16 != 0)) return Errc::bad_length;
   if (in.size() > static_cast<std::size_t>(INT32_MAX) - 32) return Errc::bad_length;
-  EVP_CIPHER_CTX* ctx = thread_ctx();
+  ThreadCipher& tc = thread_cipher();
+  EVP_CIPHER_CTX* ctx = tc.ctx.get();
   if (ctx == nullptr) return Errc::backend_failure;
-  if (EVP_CipherInit_ex2(ctx, cipher, key.data(), iv.data(), encrypt ? 1 : 0, nullptr) != 1) {
+  const int enc = encrypt ? 1 : 0;
+  const bool same = tc.cipher == cipher && tc.encrypt == enc;
+  tc.cipher = nullptr;  // unknown until this set-up succeeded
+  if (EVP_CipherInit_ex2(ctx, same ? nullptr : cipher, key.data(), iv.data(), enc, nullptr) != 1) {
     return Errc::backend_failure;
   }
+  tc.cipher = cipher;
+  tc.encrypt = enc;
   Bytes out(in.size() + 16);
   int n1 = 0;
   int n2 = 0;

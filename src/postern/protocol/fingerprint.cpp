@@ -14,8 +14,9 @@ namespace {
 crypto::Sha512Digest iterated_hash(int iterations, std::string_view id, const crypto::PublicKey& key) {
   const auto k = key.serialize();
   static constexpr std::uint8_t kVersion[2] = {0, 0};
-  crypto::Sha512Digest h = crypto::Sha512().update(kVersion).update(k).update(as_bytes(id)).update(k).finish();
-  for (int i = 1; i < iterations; ++i) h = crypto::Sha512().update(h).update(k).finish();
+  crypto::Sha512 sha;  // finish() resets it, so one context serves every iteration
+  crypto::Sha512Digest h = sha.update(kVersion).update(k).update(as_bytes(id)).update(k).finish();
+  for (int i = 1; i < iterations; ++i) h = sha.update(h).update(k).finish();
   return h;
 }
 
