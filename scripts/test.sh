@@ -2,7 +2,7 @@
 # Sets everything up and runs every test (the README's second quick-start command; .ci/run runs
 # exactly this):
 #   1. release build (gcc, warnings as errors): unit tests and the interop pairs (ctest)
-#   2. ASan + UBSan build: unit tests
+#   2. ASan + UBSan build: unit tests and the interop pairs again
 #   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 30)
 #   4. the benchmark in --quick mode, so that it keeps building and running
 set -euo pipefail
@@ -32,14 +32,14 @@ release() {
 }
 asan() {
   cmake --preset asan >/dev/null &&
-    cmake --build --preset asan -j "$jobs" --target postern_unit_tests &&
+    cmake --build --preset asan -j "$jobs" &&
     ctest --preset asan
 }
 fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; }
 bench() { ./build/release/bench/postern-bench --quick; }
 
 stage "release build, unit and interop tests" release
-stage "ASan+UBSan unit tests" asan
+stage "ASan+UBSan unit and interop tests" asan
 stage "fuzzing" fuzz
 if [ -x build/release/bench/postern-bench ]; then
   stage "benchmark smoke run" bench

@@ -87,6 +87,7 @@ Result<Bytes> GroupCipher::encrypt(ByteView plaintext) {
   if (!record || record->empty()) return Errc::no_session;
   SenderKeyState& s = record->newest();
   if (!s.signing_private) return Errc::no_session;
+  if (s.iteration == UINT32_MAX) return Errc::invalid_message;  // iteration would wrap
 
   ChainStep step = chain_step(s.chain_key);
   GroupKeys keys = derive_group_keys(step.seed);

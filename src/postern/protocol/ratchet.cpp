@@ -52,6 +52,8 @@ MessageKeys derive_message_keys(const MessageKeySeed& seed) {
 
 Result<MessageKeyLookup> MessageKeyLookup::find(const ChainKey& key, std::uint32_t chain_index,
                                                  const std::vector<SkippedKey>& skipped, std::uint32_t index) {
+  // The last index would wrap the chain's counter; no honest chain gets there.
+  if (index == UINT32_MAX) return Errc::invalid_message;
   MessageKeyLookup l;
   l.index_ = index;
   if (index < chain_index) {

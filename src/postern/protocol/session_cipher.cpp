@@ -104,6 +104,7 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
   POSTERN_TRY(bool trusted,
               stores_.identity.is_trusted_identity(remote_, state.remote_identity, Direction::sending));
   if (!trusted) return Errc::untrusted_identity;
+  if (state.sender_chain_index == UINT32_MAX) return Errc::invalid_message;  // counter would wrap
 
   ChainStep step = chain_step(state.sender_chain_key);
   MessageKeys keys = derive_message_keys(step.seed);
