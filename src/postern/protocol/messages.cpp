@@ -39,6 +39,14 @@ Result<PublicKey> wire_public_key(const std::string& s) {
   return *k;
 }
 
+void put_varint(Bytes& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<std::uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<std::uint8_t>(v));
+}
+
 std::array<std::uint8_t, 32> compute_mac(const PublicKey& sender, const PublicKey& receiver, ByteView mac_key,
                                          ByteView body) {
   crypto::HmacSha256 mac(mac_key);
@@ -48,24 +56,33 @@ std::array<std::uint8_t, 32> compute_mac(const PublicKey& sender, const PublicKe
 
 }  // namespace
 
+// Encoded directly (it is made for every message sent): the canonical protobuf encoding of
+// fields 1-4 in order, which is what libprotobuf writes too (checked by a unit test against it).
 SignalMessage SignalMessage::create(const PublicKey& ratchet_key, std::uint32_t counter,
                                     std::uint32_t previous_counter, ByteView ciphertext, ByteView mac_key,
                                     const PublicKey& sender_identity, const PublicKey& receiver_identity) {
-  wire::SignalMessage pb;
-  pb.set_ratchet_key(detail::to_string(ratchet_key.serialize()));
-  pb.set_counter(counter);
-  pb.set_previous_counter(previous_counter);
-  pb.set_ciphertext(detail::to_string(ciphertext));
-
   SignalMessage m;
   m.ratchet_key_ = ratchet_key;
   m.counter_ = counter;
   m.previous_counter_ = previous_counter;
   m.ciphertext_.assign(ciphertext.begin(), ciphertext.end());
-  m.serialized_ = with_version(pb, kMacSize);
-  const std::size_t body = m.serialized_.size() - kMacSize;
-  auto mac = compute_mac(sender_identity, receiver_identity, mac_key, ByteView(m.serialized_.data(), body));
-  std::copy_n(mac.begin(), kMacSize, m.serialized_.begin() + static_cast<std::ptrdiff_t>(body));
+  Bytes& out = m.serialized_;
+  out.reserve(1 + 2 + 33 + 12 + 6 + ciphertext.size() + kMacSize);
+  out.push_back(kVersionByte);
+  out.push_back(0x0a);  // field 1, length-delimited
+  out.push_back(static_cast<std::uint8_t>(crypto::kPublicKeySize));
+  const auto key = ratchet_key.serialize();
+  out.insert(out.end(), key.begin(), key.end());
+  out.push_back(0x10);  // field 2, varint
+  put_varint(out, counter);
+  out.push_back(0x18);  // field 3, varint
+  put_varint(out, previous_counter);
+  out.push_back(0x22);  // field 4, length-delimited
+  put_varint(out, ciphertext.size());
+  out.insert(out.end(), ciphertext.begin(), ciphertext.end());
+  const std::size_t body = out.size();
+  auto mac = compute_mac(sender_identity, receiver_identity, mac_key, ByteView(out.data(), body));
+  out.insert(out.end(), mac.begin(), mac.begin() + kMacSize);
   return m;
 }
 

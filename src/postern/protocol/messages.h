@@ -51,6 +51,7 @@ class SignalMessage {
   std::uint32_t previous_counter() const { return previous_counter_; }
   ByteView ciphertext() const { return ciphertext_; }
   const Bytes& serialized() const { return serialized_; }
+  Bytes take_serialized() && { return std::move(serialized_); }
 
  private:
   std::uint8_t version_ = kCurrentVersion;
@@ -76,6 +77,7 @@ class PreKeySignalMessage {
   const PublicKey& identity_key() const { return identity_key_; }
   const SignalMessage& message() const { return message_; }
   const Bytes& serialized() const { return serialized_; }
+  Bytes take_serialized() && { return std::move(serialized_); }
 
  private:
   std::uint8_t version_ = kCurrentVersion;

@@ -119,9 +119,9 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
     PreKeySignalMessage pre = PreKeySignalMessage::create(state.local_registration_id, p.pre_key_id,
                                                           p.signed_pre_key_id, p.base_key, state.local_identity,
                                                           std::move(message));
-    out = CiphertextMessage{CiphertextType::prekey, pre.serialized()};
+    out = CiphertextMessage{CiphertextType::prekey, std::move(pre).take_serialized()};
   } else {
-    out = CiphertextMessage{CiphertextType::signal, message.serialized()};
+    out = CiphertextMessage{CiphertextType::signal, std::move(message).take_serialized()};
   }
   state.sender_chain_key = step.next;
   ++state.sender_chain_index;

@@ -157,3 +157,39 @@ TEST_F(ProtocolMessages, OversizedInputIsRefused) {
 
 }  // namespace
 }  // namespace postern::protocol
+
+namespace postern::protocol {
+namespace {
+
+// SignalMessage::create encodes by hand; it must be byte for byte what libprotobuf writes.
+TEST(ProtocolMessagesEncoding, SignalMessageMatchesLibprotobuf) {
+  crypto::DeterministicRng rng(8);
+  const std::uint32_t values[] = {0, 1, 127, 128, 300, 16383, 16384, 2097151, 2097152, 0xfffffffe, 0xffffffff};
+  for (std::uint32_t counter : values) {
+    for (std::size_t len : {std::size_t{16}, std::size_t{112}, std::size_t{128}, std::size_t{20000}}) {
+      crypto::KeyPair ratchet = crypto::KeyPair::generate(rng);
+      Bytes body(len);
+      rng.fill(body);
+      Bytes mac_key(32, 1);
+      auto m = SignalMessage::create(ratchet.public_key, counter, counter / 3, body, mac_key, ratchet.public_key,
+                                     ratchet.public_key);
+      wire::SignalMessage pb;
+      auto k = ratchet.public_key.serialize();
+      pb.set_ratchet_key(std::string(k.begin(), k.end()));
+      pb.set_counter(counter);
+      pb.set_previous_counter(counter / 3);
+      pb.set_ciphertext(std::string(body.begin(), body.end()));
+      const std::string expected = pb.SerializeAsString();
+      const Bytes& got = m.serialized();
+      ASSERT_EQ(got.size(), 1 + expected.size() + kMacSize);
+      EXPECT_EQ(std::string(got.begin() + 1, got.end() - static_cast<std::ptrdiff_t>(kMacSize)), expected);
+      auto parsed = SignalMessage::parse(got);
+      ASSERT_TRUE(parsed.ok());
+      EXPECT_EQ(parsed->counter(), counter);
+      EXPECT_TRUE(parsed->verify_mac(ratchet.public_key, ratchet.public_key, mac_key));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace postern::protocol
