@@ -72,8 +72,14 @@ struct OurParty {
     auto pk = pp::PreKeyRecord::generate(pk_id, rng);
     check(store.store_signed_pre_key(spk_id, spk.serialize()).ok(), "store spk");
     check(store.store_pre_key(pk_id, pk.serialize()).ok(), "store pk");
-    return pp::PreKeyBundle{*store.local_registration_id(), 1, pk_id, pk.key_pair.public_key, spk_id,
-                            spk.key_pair.public_key, spk.signature, id.public_key};
+    return pp::PreKeyBundle{*store.local_registration_id(),
+                            1,
+                            pk_id,
+                            pk.key_pair.public_key,
+                            spk_id,
+                            spk.key_pair.public_key,
+                            spk.signature,
+                            id.public_key};
   }
 };
 
@@ -93,7 +99,9 @@ Results run_ours(const Counts& n) {
       check(pp::process_pre_key_bundle(alice.store.session_stores(), {"bob", dev}, b, rng).ok(), "bundle");
       auto c = pp::SessionCipher(alice.store.session_stores(), {"bob", dev}, rng).encrypt(kPlain);
       check(c.ok(), "encrypt");
-      check(pp::SessionCipher(bob.store.session_stores(), {"alice", dev}, rng).decrypt(c->type, c->serialized).ok(),
+      check(pp::SessionCipher(bob.store.session_stores(), {"alice", dev}, rng)
+                .decrypt(c->type, c->serialized)
+                .ok(),
             "first decrypt");
     }));
   }
@@ -110,7 +118,8 @@ Results run_ours(const Counts& n) {
   }
   std::vector<pp::CiphertextMessage> msgs(static_cast<std::size_t>(n.chain));
   for (auto& m : msgs) r.encrypt.push_back(time_us([&] { m = *a2b.encrypt(kPlain); }));
-  for (auto& m : msgs) r.decrypt.push_back(time_us([&] { check(b2a.decrypt(m.type, m.serialized).ok(), "decrypt"); }));
+  for (auto& m : msgs)
+    r.decrypt.push_back(time_us([&] { check(b2a.decrypt(m.type, m.serialized).ok(), "decrypt"); }));
   for (int i = 0; i < n.ratchet; ++i) {
     auto c = a2b.encrypt(kPlain);
     r.ratchet.push_back(time_us([&] { check(b2a.decrypt(c->type, c->serialized).ok(), "ratchet decrypt"); }));
@@ -146,7 +155,8 @@ Results run_theirs(const Counts& n) {
   for (int i = 0; i < n.setup; ++i) {
     const std::int32_t dev = i + 2;
     sc::PreKeyBundle b;
-    check_rc(bob->generate_bundle(static_cast<std::uint32_t>(i + 1), static_cast<std::uint32_t>(i + 1), b), "bundle");
+    check_rc(bob->generate_bundle(static_cast<std::uint32_t>(i + 1), static_cast<std::uint32_t>(i + 1), b),
+             "bundle");
     r.setup.push_back(time_us([&] {
       check_rc(alice->process_bundle("bob", dev, b), "process bundle");
       sc::Ciphertext c;
@@ -167,29 +177,36 @@ Results run_theirs(const Counts& n) {
     check_rc(alice->decrypt("bob", 1, d.type, d.wire, p), "answer");
   }
   std::vector<sc::Ciphertext> msgs(static_cast<std::size_t>(n.chain));
-  for (auto& m : msgs) r.encrypt.push_back(time_us([&] { check_rc(alice->encrypt("bob", 1, kPlain, m), "encrypt"); }));
+  for (auto& m : msgs)
+    r.encrypt.push_back(time_us([&] { check_rc(alice->encrypt("bob", 1, kPlain, m), "encrypt"); }));
   for (auto& m : msgs) {
     r.decrypt.push_back(time_us([&] { check_rc(bob->decrypt("alice", 1, m.type, m.wire, p), "decrypt"); }));
   }
   for (int i = 0; i < n.ratchet; ++i) {
     sc::Ciphertext c, d;
     check_rc(alice->encrypt("bob", 1, kPlain, c), "encrypt");
-    r.ratchet.push_back(time_us([&] { check_rc(bob->decrypt("alice", 1, c.type, c.wire, p), "ratchet decrypt"); }));
+    r.ratchet.push_back(
+        time_us([&] { check_rc(bob->decrypt("alice", 1, c.type, c.wire, p), "ratchet decrypt"); }));
     check_rc(bob->encrypt("alice", 1, kPlain, d), "encrypt");
-    r.ratchet.push_back(time_us([&] { check_rc(alice->decrypt("bob", 1, d.type, d.wire, p), "ratchet decrypt"); }));
+    r.ratchet.push_back(
+        time_us([&] { check_rc(alice->decrypt("bob", 1, d.type, d.wire, p), "ratchet decrypt"); }));
   }
   Bytes skdm;
   check_rc(alice->create_skdm("group", skdm), "skdm");
   check_rc(bob->process_skdm("group", "alice", 1, skdm), "skdm process");
   std::vector<Bytes> gm(static_cast<std::size_t>(n.group));
-  for (auto& m : gm) r.group_encrypt.push_back(time_us([&] { check_rc(alice->group_encrypt("group", kPlain, m), "group encrypt"); }));
+  for (auto& m : gm)
+    r.group_encrypt.push_back(
+        time_us([&] { check_rc(alice->group_encrypt("group", kPlain, m), "group encrypt"); }));
   for (auto& m : gm) {
-    r.group_decrypt.push_back(time_us([&] { check_rc(bob->group_decrypt("group", "alice", 1, m, p), "group decrypt"); }));
+    r.group_decrypt.push_back(
+        time_us([&] { check_rc(bob->group_decrypt("group", "alice", 1, m, p), "group decrypt"); }));
   }
   for (int i = 0; i < n.fingerprint; ++i) {
     r.fingerprint.push_back(time_us([&] {
       sc::Fingerprint f;
-      check_rc(alice->fingerprint(5200, 1, "alice@example.org", "bob@example.org", bob->identity_public(), f), "fp");
+      check_rc(alice->fingerprint(5200, 1, "alice@example.org", "bob@example.org", bob->identity_public(), f),
+               "fp");
     }));
   }
   return r;
@@ -252,7 +269,8 @@ int main(int argc, char** argv) {
       {"group decrypt", &Results::group_decrypt, 1.2},
       {"safety number (5200 iterations, both halves)", &Results::fingerprint, 0.0},
   };
-  std::printf("\n%-56s %14s %14s %8s %8s\n", "operation (median)", "libsignal-c us", "postern us", "ratio", "target");
+  std::printf("\n%-56s %14s %14s %8s %8s\n", "operation (median)", "libsignal-c us", "postern us", "ratio",
+              "target");
   int missed = 0;
   for (const Row& row : rows) {
     const double t = median(theirs.*(row.field));

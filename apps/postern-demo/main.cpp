@@ -34,7 +34,9 @@ int fail(const char* what, std::error_code e) {
   return 1;
 }
 
-const char* type_name(CiphertextType t) { return t == CiphertextType::prekey ? "PreKeySignalMessage" : "SignalMessage"; }
+const char* type_name(CiphertextType t) {
+  return t == CiphertextType::prekey ? "PreKeySignalMessage" : "SignalMessage";
+}
 
 }  // namespace
 
@@ -50,10 +52,17 @@ int main() {
   auto opk = PreKeyRecord::generate(100, rng);
   (void)bob.store.store_signed_pre_key(1, spk.serialize());
   (void)bob.store.store_pre_key(100, opk.serialize());
-  PreKeyBundle bundle{*bob.store.local_registration_id(), 1, 100, opk.key_pair.public_key, 1,
-                      spk.key_pair.public_key, spk.signature, bob_id.public_key};
-  std::printf("\nBob publishes a prekey bundle: signed prekey 1 (signature verifies: %s), one-time prekey 100.\n",
-              bundle.signature_valid() ? "yes" : "no");
+  PreKeyBundle bundle{*bob.store.local_registration_id(),
+                      1,
+                      100,
+                      opk.key_pair.public_key,
+                      1,
+                      spk.key_pair.public_key,
+                      spk.signature,
+                      bob_id.public_key};
+  std::printf(
+      "\nBob publishes a prekey bundle: signed prekey 1 (signature verifies: %s), one-time prekey 100.\n",
+      bundle.signature_valid() ? "yes" : "no");
 
   if (auto s = process_pre_key_bundle(alice.store.session_stores(), bob.address(), bundle, rng); !s) {
     return fail("Alice processes Bob's bundle", s.error());
@@ -73,7 +82,8 @@ int main() {
     SessionCipher& rx = from_alice ? bob_to_alice : alice_to_bob;
     auto c = tx.encrypt(as_bytes(text));
     if (!c) return fail("encrypt", c.error());
-    std::printf("%s encrypts \"%s\"\n  -> %s %s\n", who, text, type_name(c->type), short_hex(c->serialized).c_str());
+    std::printf("%s encrypts \"%s\"\n  -> %s %s\n", who, text, type_name(c->type),
+                short_hex(c->serialized).c_str());
     auto p = rx.decrypt(c->type, c->serialized);
     if (!p) return fail("decrypt", p.error());
     std::printf("  %s decrypts: \"%s\"\n", from_alice ? "bob" : "alice", std::string(as_chars(*p)).c_str());
@@ -91,7 +101,8 @@ int main() {
   std::printf("The untouched message still decrypts: \"%s\".\n",
               replay ? std::string(as_chars(*replay)).c_str() : replay.error().message().c_str());
   auto again = bob_to_alice.decrypt(c->type, c->serialized);
-  std::printf("Delivered twice, it is refused: \"%s\".\n", again ? "accepted (BUG)" : again.error().message().c_str());
+  std::printf("Delivered twice, it is refused: \"%s\".\n",
+              again ? "accepted (BUG)" : again.error().message().c_str());
 
   // Group message with Sender Keys: Alice's key travels to Bob inside their 1:1 session.
   SenderKeyName alice_in_group{"family", alice.address()};
@@ -116,7 +127,7 @@ int main() {
   std::string digits = fa->displayable;
   std::printf("\nSafety number on Alice's screen: ");
   for (std::size_t i = 0; i < digits.size(); i += 5) std::printf("%s ", digits.substr(i, 5).c_str());
-  std::printf("\nSame on Bob's screen: %s; QR codes match: %s\n", fa->displayable == fb->displayable ? "yes" : "NO",
-              match && *match ? "yes" : "NO");
+  std::printf("\nSame on Bob's screen: %s; QR codes match: %s\n",
+              fa->displayable == fb->displayable ? "yes" : "NO", match && *match ? "yes" : "NO");
   return fa->displayable == fb->displayable && match && *match ? 0 : 1;
 }

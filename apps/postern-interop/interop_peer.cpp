@@ -20,7 +20,9 @@ using protocol::Errc;
 constexpr int kErrInvalidArgument = -22;
 constexpr int kErrUnknown = -1000;
 
-std::string err(int code, std::string_view text) { return "err " + std::to_string(code) + " " + std::string(text); }
+std::string err(int code, std::string_view text) {
+  return "err " + std::to_string(code) + " " + std::string(text);
+}
 
 std::string err(std::error_code e) {
   if (e.category() == protocol::protocol_category()) return err(-e.value(), e.message());
@@ -78,7 +80,9 @@ class Args {
   std::vector<std::string_view> f_;
 };
 
-std::string hex_or_dash(ByteView b) { return b.empty() ? "-" : to_hex(b); }
+std::string hex_or_dash(ByteView b) {
+  return b.empty() ? "-" : to_hex(b);
+}
 
 }  // namespace
 
@@ -118,7 +122,8 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
     auto key = a.key(1);
     auto msg = a.bytes(2);
     auto sig = a.bytes(3);
-    if (!key || !msg || !sig || sig->size() != crypto::kSignatureSize) return err(kErrInvalidArgument, bad_args);
+    if (!key || !msg || !sig || sig->size() != crypto::kSignatureSize)
+      return err(kErrInvalidArgument, bad_args);
     return crypto::xeddsa_verify(*key, *msg, *sig) ? "ok 1" : "ok 0";
   }
   if (!party_) return err(kErrInvalidArgument, "no local party: send init first");
@@ -142,9 +147,10 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
     if (!spk_id) return err(kErrInvalidArgument, bad_args);
     auto spk = protocol::SignedPreKeyRecord::generate(*spk_id, *identity, 0, rng_);
     if (auto s = store.store_signed_pre_key(*spk_id, spk.serialize()); !s) return err(s.error());
-    std::string out = "ok " + std::to_string(*store.local_registration_id()) + " " + std::to_string(p.device_id) +
-                      " " + to_hex(identity->public_key.serialize()) + " " + std::to_string(*spk_id) + " " +
-                      to_hex(spk.key_pair.public_key.serialize()) + " " + to_hex(spk.signature);
+    std::string out = "ok " + std::to_string(*store.local_registration_id()) + " " +
+                      std::to_string(p.device_id) + " " + to_hex(identity->public_key.serialize()) + " " +
+                      std::to_string(*spk_id) + " " + to_hex(spk.key_pair.public_key.serialize()) + " " +
+                      to_hex(spk.signature);
     if (pk_id) {
       auto pk = protocol::PreKeyRecord::generate(*pk_id, rng_);
       if (auto s = store.store_pre_key(*pk_id, pk.serialize()); !s) return err(s.error());
@@ -181,7 +187,8 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
     } else if (a[9] != "-") {
       return err(kErrInvalidArgument, bad_args);
     }
-    auto s = protocol::process_pre_key_bundle(store.session_stores(), {std::string(a[1]), *device}, bundle, rng_);
+    auto s =
+        protocol::process_pre_key_bundle(store.session_stores(), {std::string(a[1]), *device}, bundle, rng_);
     return s ? "ok" : err(s.error());
   }
   if (cmd == "encrypt") {
@@ -207,7 +214,8 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
   }
   if (cmd == "skdm_create") {
     if (!want(1)) return err(kErrInvalidArgument, bad_args);
-    auto m = protocol::create_sender_key_distribution(store, {std::string(a[1]), {p.name, p.device_id}}, rng_);
+    auto m =
+        protocol::create_sender_key_distribution(store, {std::string(a[1]), {p.name, p.device_id}}, rng_);
     if (!m) return err(m.error());
     return "ok " + to_hex(m->serialized());
   }
@@ -218,7 +226,8 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
     if (!device || !wire) return err(kErrInvalidArgument, bad_args);
     auto m = protocol::SenderKeyDistributionMessage::parse(*wire);
     if (!m) return err(m.error());
-    auto s = protocol::process_sender_key_distribution(store, {std::string(a[1]), {std::string(a[2]), *device}}, *m);
+    auto s = protocol::process_sender_key_distribution(store,
+                                                       {std::string(a[1]), {std::string(a[2]), *device}}, *m);
     return s ? "ok" : err(s.error());
   }
   if (cmd == "group_encrypt") {
@@ -252,7 +261,8 @@ std::string InteropPeer::handle(std::string_view line, bool& quit) {
     auto version = a.small_int(2);
     auto remote_key = a.key(5);
     if (!iterations || !version || !remote_key) return err(kErrInvalidArgument, bad_args);
-    auto f = protocol::create_fingerprint(*iterations, *version, a[3], identity->public_key, a[4], *remote_key);
+    auto f =
+        protocol::create_fingerprint(*iterations, *version, a[3], identity->public_key, a[4], *remote_key);
     if (!f) return err(f.error());
     return "ok " + f->displayable + " " + to_hex(f->scannable);
   }

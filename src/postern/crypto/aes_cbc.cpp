@@ -18,10 +18,14 @@ const EVP_CIPHER* cipher_for(std::size_t key_len) {
   static EVP_CIPHER* const k192 = EVP_CIPHER_fetch(nullptr, "AES-192-CBC", nullptr);
   static EVP_CIPHER* const k256 = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
   switch (key_len) {
-    case 16: return k128;
-    case 24: return k192;
-    case 32: return k256;
-    default: return nullptr;
+    case 16:
+      return k128;
+    case 24:
+      return k192;
+    case 32:
+      return k256;
+    default:
+      return nullptr;
   }
 }
 

@@ -58,7 +58,9 @@ PublicKey PrivateKey::public_key() const {
   return PublicKey(u);
 }
 
-KeyPair KeyPair::generate(Rng& rng) { return from_private(PrivateKey::generate(rng)); }
+KeyPair KeyPair::generate(Rng& rng) {
+  return from_private(PrivateKey::generate(rng));
+}
 
 KeyPair KeyPair::from_private(PrivateKey priv) {
   KeyPair kp;

@@ -32,7 +32,8 @@ EVP_MAC_CTX* new_hmac_ctx() {
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac);
   if (ctx == nullptr) std::abort();
   char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
   require(EVP_MAC_CTX_set_params(ctx, params));
   return ctx;
 }
@@ -77,14 +78,20 @@ std::array<std::uint8_t, N> digest(const EVP_MD* md, ByteView data) {
 
 }  // namespace
 
-Sha256Digest sha256(ByteView data) { return digest<32>(md_sha256(), data); }
-Sha512Digest sha512(ByteView data) { return digest<64>(md_sha512(), data); }
+Sha256Digest sha256(ByteView data) {
+  return digest<32>(md_sha256(), data);
+}
+Sha512Digest sha512(ByteView data) {
+  return digest<64>(md_sha512(), data);
+}
 
 Sha512::Sha512() : ctx_(EVP_MD_CTX_new()) {
   if (ctx_ == nullptr) std::abort();
   require(EVP_DigestInit_ex2(ctx_, md_sha512(), nullptr));
 }
-Sha512::~Sha512() { EVP_MD_CTX_free(ctx_); }
+Sha512::~Sha512() {
+  EVP_MD_CTX_free(ctx_);
+}
 Sha512& Sha512::update(ByteView data) {
   require(EVP_DigestUpdate(ctx_, data.data(), data.size()));
   return *this;
@@ -110,7 +117,9 @@ struct ZeroKeyContext {
   ~ZeroKeyContext() { EVP_MAC_CTX_free(ctx); }
 };
 
-HmacSha256 HmacSha256::zero_key() { return HmacSha256(ZeroKey{}); }
+HmacSha256 HmacSha256::zero_key() {
+  return HmacSha256(ZeroKey{});
+}
 
 HmacSha256::HmacSha256(ZeroKey) {
   static const std::uint8_t kEmpty = 0;

@@ -43,7 +43,9 @@ std::uint32_t Rng::uniform(std::uint32_t upper) {
   }
 }
 
-SystemRng::SystemRng() { ensure_sodium(); }
+SystemRng::SystemRng() {
+  ensure_sodium();
+}
 
 void SystemRng::fill(MutableByteView out) {
   if (!out.empty()) randombytes_buf(out.data(), out.size());
@@ -56,7 +58,9 @@ DeterministicRng::DeterministicRng(std::uint64_t seed) {
   crypto_generichash(key_.data(), key_.size(), seed_bytes, sizeof seed_bytes, nullptr, 0);
 }
 
-DeterministicRng::~DeterministicRng() { wipe(key_.data(), key_.size()); }
+DeterministicRng::~DeterministicRng() {
+  wipe(key_.data(), key_.size());
+}
 
 void DeterministicRng::fill(MutableByteView out) {
   if (out.empty()) return;

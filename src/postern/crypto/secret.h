@@ -15,7 +15,9 @@ namespace postern::crypto {
 
 // Overwrites the bytes with zeros in a way the compiler cannot remove (sodium_memzero).
 void wipe(void* data, std::size_t size);
-inline void wipe(MutableByteView bytes) { wipe(bytes.data(), bytes.size()); }
+inline void wipe(MutableByteView bytes) {
+  wipe(bytes.data(), bytes.size());
+}
 
 // Constant-time equality; sizes are compared first (sizes are not secret).
 bool constant_time_equal(ByteView a, ByteView b);

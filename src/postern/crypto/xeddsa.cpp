@@ -14,7 +14,9 @@ namespace {
 
 using Scalar = std::array<std::uint8_t, 32>;
 
-void reduce_scalar(std::uint8_t* out32, const std::uint8_t* in64) { crypto_core_ed25519_scalar_reduce(out32, in64); }
+void reduce_scalar(std::uint8_t* out32, const std::uint8_t* in64) {
+  crypto_core_ed25519_scalar_reduce(out32, in64);
+}
 
 // a = k mod L, negated when requested.
 void signing_scalar(const PrivateKey& key, bool negative, SecretArray<32>& a) {
@@ -100,15 +102,20 @@ Signature xeddsa_sign(const PrivateKey& key, ByteView message, Rng& rng) {
   return sign_with(a, A, message, rng);
 }
 
-XeddsaSigner::XeddsaSigner(const PrivateKey& key) { negated_ = derive_signing_pair(key, a_, A_); }
+XeddsaSigner::XeddsaSigner(const PrivateKey& key) {
+  negated_ = derive_signing_pair(key, a_, A_);
+}
 
-XeddsaSigner::XeddsaSigner(const PrivateKey& key, const std::array<std::uint8_t, 32>& edwards_public, bool negated)
+XeddsaSigner::XeddsaSigner(const PrivateKey& key, const std::array<std::uint8_t, 32>& edwards_public,
+                           bool negated)
     : A_(edwards_public), negated_(negated) {
   ensure_sodium();
   signing_scalar(key, negated, a_);
 }
 
-Signature XeddsaSigner::sign(ByteView message, Rng& rng) const { return sign_with(a_, A_, message, rng); }
+Signature XeddsaSigner::sign(ByteView message, Rng& rng) const {
+  return sign_with(a_, A_, message, rng);
+}
 
 Result<std::array<std::uint8_t, 32>> montgomery_to_edwards_y(const PublicKey& key) {
   std::array<std::uint8_t, 32> u = key.raw();

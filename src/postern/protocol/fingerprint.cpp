@@ -70,7 +70,8 @@ Result<bool> scannable_fingerprints_match(ByteView ours, ByteView theirs) {
       !b.ParseFromArray(theirs.data(), static_cast<int>(theirs.size()))) {
     return Errc::invalid_protobuf;
   }
-  if (!a.has_version() || !b.has_version() || a.version() != b.version()) return Errc::fingerprint_version_mismatch;
+  if (!a.has_version() || !b.has_version() || a.version() != b.version())
+    return Errc::fingerprint_version_mismatch;
   if (!a.has_local_fingerprint() || !a.has_remote_fingerprint() || !b.has_local_fingerprint() ||
       !b.has_remote_fingerprint()) {
     return Errc::invalid_protobuf;

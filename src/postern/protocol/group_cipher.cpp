@@ -38,7 +38,8 @@ Result<std::optional<SenderKeyRecord>> load(SenderKeyStore& store, const SenderK
 }  // namespace
 
 Result<SenderKeyDistributionMessage> create_sender_key_distribution(SenderKeyStore& store,
-                                                                    const SenderKeyName& name, crypto::Rng& rng) {
+                                                                    const SenderKeyName& name,
+                                                                    crypto::Rng& rng) {
   POSTERN_TRY(std::optional<SenderKeyRecord> loaded, load(store, name));
   SenderKeyRecord record = loaded ? std::move(*loaded) : SenderKeyRecord{};
   if (record.empty() || !record.newest().signing_private) {

@@ -13,7 +13,8 @@ namespace postern::protocol {
 
 // Our own distribution message for the group, creating our sender key on first use.
 Result<SenderKeyDistributionMessage> create_sender_key_distribution(SenderKeyStore& store,
-                                                                    const SenderKeyName& name, crypto::Rng& rng);
+                                                                    const SenderKeyName& name,
+                                                                    crypto::Rng& rng);
 
 // Forgets our sender key for the group so the next create_sender_key_distribution makes a new one
 // (after a member leaves: the removed member cannot derive the new chain).

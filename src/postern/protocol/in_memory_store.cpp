@@ -32,10 +32,15 @@ void erase(Map& m, const Key& k) {
 InMemoryProtocolStore::InMemoryProtocolStore(IdentityKeyPair identity, std::uint32_t registration_id)
     : identity_(std::move(identity)), registration_id_(registration_id) {}
 
-Result<IdentityKeyPair> InMemoryProtocolStore::identity_key_pair() { return identity_; }
-Result<std::uint32_t> InMemoryProtocolStore::local_registration_id() { return registration_id_; }
+Result<IdentityKeyPair> InMemoryProtocolStore::identity_key_pair() {
+  return identity_;
+}
+Result<std::uint32_t> InMemoryProtocolStore::local_registration_id() {
+  return registration_id_;
+}
 
-Result<bool> InMemoryProtocolStore::save_identity(const ProtocolAddress& address, const crypto::PublicKey& key) {
+Result<bool> InMemoryProtocolStore::save_identity(const ProtocolAddress& address,
+                                                  const crypto::PublicKey& key) {
   auto [it, inserted] = identities_.try_emplace(address, key);
   if (inserted) return false;
   const bool changed = !(it->second == key);
@@ -55,7 +60,9 @@ Result<std::optional<crypto::PublicKey>> InMemoryProtocolStore::identity(const P
   return std::optional<crypto::PublicKey>{it->second};
 }
 
-Result<std::optional<Bytes>> InMemoryProtocolStore::load_pre_key(std::uint32_t id) { return find(pre_keys_, id); }
+Result<std::optional<Bytes>> InMemoryProtocolStore::load_pre_key(std::uint32_t id) {
+  return find(pre_keys_, id);
+}
 Status InMemoryProtocolStore::store_pre_key(std::uint32_t id, ByteView record) {
   put(pre_keys_, id, record);
   return {};
@@ -90,8 +97,8 @@ Status InMemoryProtocolStore::delete_session(const ProtocolAddress& address) {
 }
 Result<std::vector<std::uint32_t>> InMemoryProtocolStore::device_ids(const std::string& name) {
   std::vector<std::uint32_t> ids;
-  for (auto it = sessions_.lower_bound(ProtocolAddress{name, 0}); it != sessions_.end() && it->first.name == name;
-       ++it) {
+  for (auto it = sessions_.lower_bound(ProtocolAddress{name, 0});
+       it != sessions_.end() && it->first.name == name; ++it) {
     ids.push_back(it->first.device_id);
   }
   return ids;

@@ -11,7 +11,9 @@ IdentityKeyPair IdentityKeyPair::generate(crypto::Rng& rng) {
   return IdentityKeyPair{kp.public_key, std::move(kp.private_key)};
 }
 
-std::uint32_t generate_registration_id(crypto::Rng& rng) { return rng.uniform(16380) + 1; }
+std::uint32_t generate_registration_id(crypto::Rng& rng) {
+  return rng.uniform(16380) + 1;
+}
 
 PreKeyRecord PreKeyRecord::generate(std::uint32_t id, crypto::Rng& rng) {
   return PreKeyRecord{id, KeyPair::generate(rng)};

@@ -199,8 +199,8 @@ bool SenderKeyMessage::verify_signature(const std::array<std::uint8_t, 32>& sign
                                             ByteView(serialized_).subspan(body));
 }
 
-SenderKeyDistributionMessage SenderKeyDistributionMessage::create(std::uint32_t key_id, std::uint32_t iteration,
-                                                                  ByteView chain_key,
+SenderKeyDistributionMessage SenderKeyDistributionMessage::create(std::uint32_t key_id,
+                                                                  std::uint32_t iteration, ByteView chain_key,
                                                                   const PublicKey& signing_key) {
   wire::SenderKeyDistributionMessage pb;
   pb.set_id(key_id);

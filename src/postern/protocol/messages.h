@@ -37,13 +37,14 @@ enum class CiphertextType : std::uint32_t {
 
 class SignalMessage {
  public:
-  static SignalMessage create(const PublicKey& ratchet_key, std::uint32_t counter, std::uint32_t previous_counter,
-                              ByteView ciphertext, ByteView mac_key, const PublicKey& sender_identity,
-                              const PublicKey& receiver_identity);
+  static SignalMessage create(const PublicKey& ratchet_key, std::uint32_t counter,
+                              std::uint32_t previous_counter, ByteView ciphertext, ByteView mac_key,
+                              const PublicKey& sender_identity, const PublicKey& receiver_identity);
   static Result<SignalMessage> parse(ByteView serialized);
 
   // MAC over sender identity (33) || receiver identity (33) || the received bytes before the MAC.
-  bool verify_mac(const PublicKey& sender_identity, const PublicKey& receiver_identity, ByteView mac_key) const;
+  bool verify_mac(const PublicKey& sender_identity, const PublicKey& receiver_identity,
+                  ByteView mac_key) const;
 
   std::uint8_t version() const { return version_; }
   const PublicKey& ratchet_key() const { return ratchet_key_; }
@@ -113,8 +114,8 @@ class SenderKeyMessage {
 
 class SenderKeyDistributionMessage {
  public:
-  static SenderKeyDistributionMessage create(std::uint32_t key_id, std::uint32_t iteration, ByteView chain_key,
-                                             const PublicKey& signing_key);
+  static SenderKeyDistributionMessage create(std::uint32_t key_id, std::uint32_t iteration,
+                                             ByteView chain_key, const PublicKey& signing_key);
   static Result<SenderKeyDistributionMessage> parse(ByteView serialized);
 
   std::uint32_t key_id() const { return key_id_; }

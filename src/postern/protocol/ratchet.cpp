@@ -27,9 +27,13 @@ crypto::SecretArray<32> chain_hmac(const ChainKey& ck, std::uint8_t label) {
 
 }  // namespace
 
-MessageKeySeed message_key_seed(const ChainKey& chain_key) { return chain_hmac(chain_key, 0x01); }
+MessageKeySeed message_key_seed(const ChainKey& chain_key) {
+  return chain_hmac(chain_key, 0x01);
+}
 
-ChainKey next_chain_key(const ChainKey& chain_key) { return chain_hmac(chain_key, 0x02); }
+ChainKey next_chain_key(const ChainKey& chain_key) {
+  return chain_hmac(chain_key, 0x02);
+}
 
 ChainStep chain_step(const ChainKey& chain_key) {
   crypto::HmacSha256 mac(chain_key.view());
@@ -51,13 +55,14 @@ MessageKeys derive_message_keys(const MessageKeySeed& seed) {
 }
 
 Result<MessageKeyLookup> MessageKeyLookup::find(const ChainKey& key, std::uint32_t chain_index,
-                                                 const std::vector<SkippedKey>& skipped, std::uint32_t index) {
+                                                const std::vector<SkippedKey>& skipped, std::uint32_t index) {
   // The last index would wrap the chain's counter; no honest chain gets there.
   if (index == UINT32_MAX) return Errc::invalid_message;
   MessageKeyLookup l;
   l.index_ = index;
   if (index < chain_index) {
-    auto it = std::find_if(skipped.begin(), skipped.end(), [&](const SkippedKey& k) { return k.index == index; });
+    auto it =
+        std::find_if(skipped.begin(), skipped.end(), [&](const SkippedKey& k) { return k.index == index; });
     if (it == skipped.end()) return Errc::duplicate_message;
     l.seed_ = it->seed;
     l.skipped_slot_ = static_cast<std::size_t>(it - skipped.begin());
@@ -91,7 +96,8 @@ void MessageKeyLookup::commit(ChainCursor chain) && {
   chain.index = index_ + 1;
 }
 
-Result<RootStep> root_step(const RootKey& root_key, const crypto::PrivateKey& ours, const crypto::PublicKey& theirs) {
+Result<RootStep> root_step(const RootKey& root_key, const crypto::PrivateKey& ours,
+                           const crypto::PublicKey& theirs) {
   auto shared = crypto::agreement(ours, theirs);
   if (!shared) return Errc::invalid_key;
   crypto::SecretArray<64> okm;

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 #include <optional>
 #include <vector>
 
@@ -49,7 +48,7 @@ struct SkippedKey {
 struct ChainCursor {
   ChainKey& key;
   std::uint32_t& index;              // index of the next key the chain will derive
-  std::vector<SkippedKey>& skipped;   // oldest first, at most kMaxSkippedMessageKeys
+  std::vector<SkippedKey>& skipped;  // oldest first, at most kMaxSkippedMessageKeys
 };
 
 // The message key for `index`, found or derived without changing the chain; commit() applies it
@@ -74,6 +73,7 @@ struct RootStep {
   RootKey root_key;
   ChainKey chain_key;
 };
-Result<RootStep> root_step(const RootKey& root_key, const crypto::PrivateKey& ours, const crypto::PublicKey& theirs);
+Result<RootStep> root_step(const RootKey& root_key, const crypto::PrivateKey& ours,
+                           const crypto::PublicKey& theirs);
 
 }  // namespace postern::protocol

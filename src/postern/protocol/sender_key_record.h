@@ -5,8 +5,8 @@
 
 #include <array>
 #include <cstdint>
-#include <vector>
 #include <optional>
+#include <vector>
 
 #include "postern/crypto/curve.h"
 #include "postern/protocol/ratchet.h"
@@ -26,7 +26,7 @@ struct SenderKeyState {
   std::optional<crypto::PrivateKey> signing_private;  // only in our own sending state
   std::array<std::uint8_t, 32> signing_edwards_y{};   // derived from signing_public, cached
   bool signing_negated = false;                       // derived from signing_private, cached
-  std::vector<SkippedKey> skipped;                     // oldest first
+  std::vector<SkippedKey> skipped;                    // oldest first
 };
 
 class SenderKeyRecord {

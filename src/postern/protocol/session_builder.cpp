@@ -8,7 +8,8 @@ namespace postern::protocol {
 
 Status process_pre_key_bundle(SessionStores stores, const ProtocolAddress& remote, const PreKeyBundle& bundle,
                               crypto::Rng& rng) {
-  POSTERN_TRY(bool trusted, stores.identity.is_trusted_identity(remote, bundle.identity_key, Direction::sending));
+  POSTERN_TRY(bool trusted,
+              stores.identity.is_trusted_identity(remote, bundle.identity_key, Direction::sending));
   if (!trusted) return Errc::untrusted_identity;
   if (!bundle.signature_valid()) return Errc::invalid_key;
   if (bundle.pre_key.has_value() != bundle.pre_key_id.has_value()) return Errc::invalid_key;

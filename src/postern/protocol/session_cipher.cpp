@@ -47,9 +47,9 @@ Result<Bytes> decrypt_with_state(SessionState& state, const SignalMessage& messa
   }
 
   static const std::vector<SkippedKey> kNoSkipped;
-  POSTERN_TRY(MessageKeyLookup lookup, MessageKeyLookup::find(*chain_key, chain_index,
-                                                              chain ? chain->skipped : kNoSkipped,
-                                                              message.counter()));
+  POSTERN_TRY(MessageKeyLookup lookup,
+              MessageKeyLookup::find(*chain_key, chain_index, chain ? chain->skipped : kNoSkipped,
+                                     message.counter()));
   MessageKeys keys = derive_message_keys(lookup.seed());
   if (!message.verify_mac(state.remote_identity, state.local_identity, keys.mac_key.view())) {
     return Errc::invalid_mac;
@@ -110,15 +110,15 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
   MessageKeys keys = derive_message_keys(step.seed);
   POSTERN_TRY(Bytes body, crypto::aes_cbc_encrypt(keys.cipher_key.view(), keys.iv.view(), plaintext));
   SignalMessage message =
-      SignalMessage::create(state.sender_ratchet.public_key, state.sender_chain_index, state.previous_counter, body,
-                            keys.mac_key.view(), state.local_identity, state.remote_identity);
+      SignalMessage::create(state.sender_ratchet.public_key, state.sender_chain_index, state.previous_counter,
+                            body, keys.mac_key.view(), state.local_identity, state.remote_identity);
 
   CiphertextMessage out;
   if (state.pending_pre_key) {
     const PendingPreKey& p = *state.pending_pre_key;
-    PreKeySignalMessage pre = PreKeySignalMessage::create(state.local_registration_id, p.pre_key_id,
-                                                          p.signed_pre_key_id, p.base_key, state.local_identity,
-                                                          std::move(message));
+    PreKeySignalMessage pre =
+        PreKeySignalMessage::create(state.local_registration_id, p.pre_key_id, p.signed_pre_key_id,
+                                    p.base_key, state.local_identity, std::move(message));
     out = CiphertextMessage{CiphertextType::prekey, std::move(pre).take_serialized()};
   } else {
     out = CiphertextMessage{CiphertextType::signal, std::move(message).take_serialized()};
@@ -166,7 +166,8 @@ Result<Bytes> SessionCipher::decrypt(const PreKeySignalMessage& message) {
   // same) and is then handled by the ratchet, which rejects a true duplicate.
   std::optional<std::uint32_t> used_pre_key;
   if (!record.has_state_with_base_key(message.base_key())) {
-    POSTERN_TRY(std::optional<Bytes> spk_bytes, stores_.signed_pre_keys.load_signed_pre_key(message.signed_pre_key_id()));
+    POSTERN_TRY(std::optional<Bytes> spk_bytes,
+                stores_.signed_pre_keys.load_signed_pre_key(message.signed_pre_key_id()));
     if (!spk_bytes) return Errc::invalid_key_id;
     POSTERN_TRY(SignedPreKeyRecord signed_pre_key, SignedPreKeyRecord::deserialize(*spk_bytes));
     std::optional<KeyPair> one_time;
@@ -184,7 +185,8 @@ Result<Bytes> SessionCipher::decrypt(const PreKeySignalMessage& message) {
     state.remote_registration_id = message.registration_id();
     state.alice_base_key = message.base_key();
     record.promote_state(std::move(state));
-    if (message.pre_key_id() && *message.pre_key_id() != kLastResortPreKeyId) used_pre_key = message.pre_key_id();
+    if (message.pre_key_id() && *message.pre_key_id() != kLastResortPreKeyId)
+      used_pre_key = message.pre_key_id();
   }
 
   POSTERN_TRY(Bytes plaintext, decrypt_with_record(record, message.message(), rng_));

@@ -15,8 +15,10 @@ class HexCategory final : public std::error_category {
   const char* name() const noexcept override { return "postern.hex"; }
   std::string message(int c) const override {
     switch (static_cast<HexErrc>(c)) {
-      case HexErrc::odd_length: return "hex string has an odd length";
-      case HexErrc::bad_digit: return "hex string has a character that is not a hex digit";
+      case HexErrc::odd_length:
+        return "hex string has an odd length";
+      case HexErrc::bad_digit:
+        return "hex string has a character that is not a hex digit";
     }
     return "unknown hex error";
   }

@@ -20,9 +20,13 @@ using MutableByteView = std::span<std::uint8_t>;
 inline ByteView as_bytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
-inline std::string_view as_chars(ByteView b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+inline std::string_view as_chars(ByteView b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
 
-inline void append(Bytes& out, ByteView more) { out.insert(out.end(), more.begin(), more.end()); }
+inline void append(Bytes& out, ByteView more) {
+  out.insert(out.end(), more.begin(), more.end());
+}
 
 // Lower-case hex of the bytes.
 std::string to_hex(ByteView bytes);

@@ -14,11 +14,11 @@ namespace postern {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}     // NOLINT: implicit by design
   Result(std::error_code error) : v_(std::in_place_index<1>, error) {}  // NOLINT
   template <class E>
-    requires std::is_error_code_enum_v<E>
-  Result(E e) : v_(std::in_place_index<1>, make_error_code(e)) {}  // NOLINT
+  requires std::is_error_code_enum_v<E> Result(E e)
+      : v_(std::in_place_index<1>, make_error_code(e)) {}  // NOLINT
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
@@ -44,8 +44,7 @@ class [[nodiscard]] Result<void> {
   Result() = default;
   Result(std::error_code error) : error_(error) {}  // NOLINT
   template <class E>
-    requires std::is_error_code_enum_v<E>
-  Result(E e) : error_(make_error_code(e)) {}  // NOLINT
+  requires std::is_error_code_enum_v<E> Result(E e) : error_(make_error_code(e)) {}  // NOLINT
 
   bool ok() const noexcept { return !error_; }
   explicit operator bool() const noexcept { return ok(); }
@@ -71,8 +70,8 @@ using Status = Result<void>;
   decl = std::move(tmp).value()
 
 // POSTERN_CHECK(expr): evaluates a Status-like expression and returns its error, if any.
-#define POSTERN_CHECK(expr)                                            \
-  do {                                                                 \
-    auto postern_check_status_ = (expr);                               \
+#define POSTERN_CHECK(expr)                                                \
+  do {                                                                     \
+    auto postern_check_status_ = (expr);                                   \
     if (!postern_check_status_.ok()) return postern_check_status_.error(); \
   } while (0)

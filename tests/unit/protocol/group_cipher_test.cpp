@@ -109,7 +109,8 @@ TEST_F(ProtocolGroup, ReprocessingSameDistributionDoesNotRewind) {
   ASSERT_TRUE(decrypt(m).ok());
   // An old copy of the same distribution message arrives again: it must not allow a replay.
   SenderKeyRecord rec = *SenderKeyRecord::deserialize(**alice.store.load_sender_key(alice_key));
-  auto again = SenderKeyDistributionMessage::create(rec.newest().key_id, 0, Bytes(32, 0), rec.newest().signing_public);
+  auto again =
+      SenderKeyDistributionMessage::create(rec.newest().key_id, 0, Bytes(32, 0), rec.newest().signing_public);
   ASSERT_TRUE(process_sender_key_distribution(bob.store, alice_key, again).ok());
   EXPECT_EQ(decrypt(m).error(), Errc::duplicate_message);
 }

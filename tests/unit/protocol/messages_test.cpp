@@ -21,7 +21,8 @@ class ProtocolMessages : public ::testing::Test {
 
   SignalMessage make() {
     Bytes body(32, 0xab);
-    return SignalMessage::create(ratchet.public_key, 5, 4, body, mac_key, sender.public_key, receiver.public_key);
+    return SignalMessage::create(ratchet.public_key, 5, 4, body, mac_key, sender.public_key,
+                                 receiver.public_key);
   }
   static Bytes with_pb(const google::protobuf::MessageLite& pb, std::size_t trailer) {
     Bytes out{0x33};
@@ -164,15 +165,16 @@ namespace {
 // SignalMessage::create encodes by hand; it must be byte for byte what libprotobuf writes.
 TEST(ProtocolMessagesEncoding, SignalMessageMatchesLibprotobuf) {
   crypto::DeterministicRng rng(8);
-  const std::uint32_t values[] = {0, 1, 127, 128, 300, 16383, 16384, 2097151, 2097152, 0xfffffffe, 0xffffffff};
+  const std::uint32_t values[] = {0,     1,       127,     128,        300,       16383,
+                                  16384, 2097151, 2097152, 0xfffffffe, 0xffffffff};
   for (std::uint32_t counter : values) {
     for (std::size_t len : {std::size_t{16}, std::size_t{112}, std::size_t{128}, std::size_t{20000}}) {
       crypto::KeyPair ratchet = crypto::KeyPair::generate(rng);
       Bytes body(len);
       rng.fill(body);
       Bytes mac_key(32, 1);
-      auto m = SignalMessage::create(ratchet.public_key, counter, counter / 3, body, mac_key, ratchet.public_key,
-                                     ratchet.public_key);
+      auto m = SignalMessage::create(ratchet.public_key, counter, counter / 3, body, mac_key,
+                                     ratchet.public_key, ratchet.public_key);
       wire::SignalMessage pb;
       auto k = ratchet.public_key.serialize();
       pb.set_ratchet_key(std::string(k.begin(), k.end()));

@@ -126,14 +126,16 @@ TEST_F(ProtocolSession, SkippedKeyLimitIsExactly2000) {
   start();
   ASSERT_TRUE(receive(bob, alice, send(alice, bob, "open")).ok());  // counter 0
   std::vector<CiphertextMessage> msgs;
-  for (int i = 0; i < 2002; ++i) msgs.push_back(send(alice, bob, "m" + std::to_string(i)));  // counters 1..2002
+  for (int i = 0; i < 2002; ++i)
+    msgs.push_back(send(alice, bob, "m" + std::to_string(i)));  // counters 1..2002
   const Bytes before = bob.session_bytes(alice);
   // Counter 2002 would skip 2001 keys (1..2001): refused, state untouched.
   EXPECT_EQ(receive(bob, alice, msgs[2001]).error(), Errc::invalid_message);
   EXPECT_EQ(bob.session_bytes(alice), before);
   // Counter 2001 skips exactly 2000 keys: accepted; then the skipped ones decrypt.
   EXPECT_EQ(*receive(bob, alice, msgs[2000]), text("m2000"));
-  for (int i = 0; i < 2000; ++i) ASSERT_EQ(*receive(bob, alice, msgs[static_cast<std::size_t>(i)]), text("m" + std::to_string(i)));
+  for (int i = 0; i < 2000; ++i)
+    ASSERT_EQ(*receive(bob, alice, msgs[static_cast<std::size_t>(i)]), text("m" + std::to_string(i)));
   EXPECT_EQ(*receive(bob, alice, msgs[2001]), text("m2001"));
 }
 

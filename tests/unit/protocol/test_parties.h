@@ -55,6 +55,8 @@ struct Party {
   }
 };
 
-inline Bytes text(std::string_view s) { return Bytes(s.begin(), s.end()); }
+inline Bytes text(std::string_view s) {
+  return Bytes(s.begin(), s.end());
+}
 
 }  // namespace postern::protocol::testing

@@ -18,7 +18,9 @@ namespace postern::protocol::detail {
 
 inline constexpr std::uint32_t kRecordFormatVersion = 1;
 
-inline std::string to_string(ByteView b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+inline std::string to_string(ByteView b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
 
 inline Bytes serialize_message(const google::protobuf::MessageLite& m) {
   Bytes out(m.ByteSizeLong());

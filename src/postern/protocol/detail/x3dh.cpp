@@ -45,7 +45,8 @@ crypto::SecretBytes discontinuity() {
 
 Result<SessionState> initialize_alice(const IdentityKeyPair& ours, const KeyPair& base_key,
                                       const PublicKey& their_identity, const PublicKey& their_signed_pre_key,
-                                      const std::optional<PublicKey>& their_one_time_pre_key, crypto::Rng& rng) {
+                                      const std::optional<PublicKey>& their_one_time_pre_key,
+                                      crypto::Rng& rng) {
   crypto::SecretBytes secret = discontinuity();
   POSTERN_CHECK(mix(secret, ours.private_key, their_signed_pre_key));
   POSTERN_CHECK(mix(secret, base_key.private_key, their_identity));

@@ -13,7 +13,8 @@ namespace postern::protocol::detail {
 // Alice: she holds her identity and a fresh base (ephemeral) key; Bob's keys come from his bundle.
 Result<SessionState> initialize_alice(const IdentityKeyPair& ours, const KeyPair& base_key,
                                       const PublicKey& their_identity, const PublicKey& their_signed_pre_key,
-                                      const std::optional<PublicKey>& their_one_time_pre_key, crypto::Rng& rng);
+                                      const std::optional<PublicKey>& their_one_time_pre_key,
+                                      crypto::Rng& rng);
 
 // Bob: his signed prekey becomes his first ratchet key pair.
 Result<SessionState> initialize_bob(const IdentityKeyPair& ours, const KeyPair& signed_pre_key,
