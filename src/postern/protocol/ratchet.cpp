@@ -18,22 +18,7 @@ void finish_into(crypto::HmacSha256& mac, std::uint8_t label, crypto::SecretArra
   crypto::wipe(t.data(), t.size());
 }
 
-crypto::SecretArray<32> chain_hmac(const ChainKey& ck, std::uint8_t label) {
-  crypto::HmacSha256 mac(ck.view());
-  crypto::SecretArray<32> out;
-  finish_into(mac, label, out);
-  return out;
-}
-
 }  // namespace
-
-MessageKeySeed message_key_seed(const ChainKey& chain_key) {
-  return chain_hmac(chain_key, 0x01);
-}
-
-ChainKey next_chain_key(const ChainKey& chain_key) {
-  return chain_hmac(chain_key, 0x02);
-}
 
 ChainStep chain_step(const ChainKey& chain_key) {
   crypto::HmacSha256 mac(chain_key.view());

@@ -24,10 +24,7 @@ struct MessageKeys {
   crypto::SecretArray<16> iv;
 };
 
-MessageKeySeed message_key_seed(const ChainKey& chain_key);
-ChainKey next_chain_key(const ChainKey& chain_key);
-
-// Both of the above under one keyed HMAC.
+// One step of a symmetric chain: seed = HMAC(CK, 0x01), next = HMAC(CK, 0x02), under one keyed HMAC.
 struct ChainStep {
   MessageKeySeed seed;
   ChainKey next;

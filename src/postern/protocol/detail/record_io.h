@@ -1,5 +1,5 @@
-// Helpers shared by the record (de)serialisers: protobuf <-> bytes, keys <-> 32-byte strings.
-// Private to the protocol layer.
+// Helpers for the protobuf-encoded records (prekeys) and wire messages: protobuf <-> bytes, keys
+// <-> 32-byte strings. Private to the protocol layer.
 #pragma once
 
 #include <google/protobuf/message_lite.h>
@@ -44,35 +44,13 @@ inline void wipe_string(std::string& s) {
   if (!s.empty()) crypto::wipe(s.data(), s.size());
 }
 
-inline Result<std::array<std::uint8_t, 32>> array32(const std::string& s) {
-  if (s.size() != 32) return Errc::corrupt_record;
-  std::array<std::uint8_t, 32> a;
-  std::copy(s.begin(), s.end(), a.begin());
-  return a;
-}
-
-inline Result<crypto::PublicKey> public_from(const std::string& s) {
-  POSTERN_TRY(auto a, array32(s));
-  return crypto::PublicKey(a);
-}
-
-inline Result<crypto::PrivateKey> private_from(const std::string& s) {
-  auto k = crypto::PrivateKey::deserialize(as_bytes(s));
-  if (!k) return Errc::corrupt_record;
-  return std::move(k).value();
-}
-
 inline Result<crypto::KeyPair> key_pair_from(const std::string& pub, const std::string& priv) {
-  POSTERN_TRY(crypto::PublicKey p, public_from(pub));
-  POSTERN_TRY(crypto::PrivateKey k, private_from(priv));
-  return crypto::KeyPair{p, std::move(k)};
-}
-
-template <std::size_t N>
-Status copy_secret(const std::string& s, crypto::SecretArray<N>& out) {
-  if (s.size() != N) return Errc::corrupt_record;
-  std::copy(s.begin(), s.end(), out.data());
-  return {};
+  if (pub.size() != 32) return Errc::corrupt_record;
+  std::array<std::uint8_t, 32> u;
+  std::copy(pub.begin(), pub.end(), u.begin());
+  auto k = crypto::PrivateKey::deserialize(as_bytes(priv));
+  if (!k) return Errc::corrupt_record;
+  return crypto::KeyPair{crypto::PublicKey(u), std::move(k).value()};
 }
 
 }  // namespace postern::protocol::detail
