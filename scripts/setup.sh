@@ -11,6 +11,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libsignal-protocol-c-dev nlohmann-json3-dev
+  libsqlite3-dev
 )
 
 missing=()
