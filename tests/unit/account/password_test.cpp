@@ -80,8 +80,10 @@ TEST(AccountPasswordHash, MalformedStoredHashesNeverVerify) {
                                  std::string("$2b$10$abcdefghijklmnopqrstuu"), truncated, flipped, with_nul,
                                  std::string(200, '$'), *good + std::string(300, 'A')}) {
     EXPECT_FALSE(verify_password(bad, "Abcdef1")) << bad;
-    // A wrong digest still parses with the right limits: only verification can catch it.
-    if (bad != flipped) {
+    // A wrong or shortened digest may still parse with the right limits (needs_rehash reads the
+    // parameters; whether a shortened digest decodes depends on its last base64 bits): only
+    // verification can catch it.
+    if (bad != flipped && bad != truncated) {
       EXPECT_TRUE(needs_rehash(bad, kFast)) << bad;
     }
   }
