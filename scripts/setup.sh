@@ -11,7 +11,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libsignal-protocol-c-dev nlohmann-json3-dev
-  libsqlite3-dev
+  libsqlite3-dev libboost1.81-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
 )
 
 missing=()
