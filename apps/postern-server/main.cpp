@@ -1,0 +1,166 @@
+// postern-server: command line, start-up and signal handling. Exceptions are allowed here (the
+// program's edge: argument parsing, configuration, binding); nothing below the HTTP layer throws.
+//
+// Start-up order: configuration, data directory, database (migrated), proof-of-work secret, TLS
+// certificate (self-signed on first start unless configured), listener; then "listening on
+// HOST:PORT" on stdout and DIR/invite.txt. SIGTERM/SIGINT: stop accepting, finish requests in
+// progress (bounded by http.shutdown_grace_ms), exit 0.
+#include <cstdio>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "postern/account/password.h"
+#include "postern/crypto/random.h"
+#include "postern/server/api.h"
+#include "postern/server/config.h"
+#include "postern/server/data_dir.h"
+#include "postern/server/http_server.h"
+#include "postern/server/tls_identity.h"
+#include "postern/store/sqlite_server_store.h"
+#include "postern/util/clock.h"
+
+namespace {
+
+using namespace postern;
+using namespace postern::server;
+
+[[noreturn]] void die(const std::string& what, std::error_code ec = {}) {
+  spdlog::critical("{}{}{}", what, ec ? ": " : "", ec ? ec.message() : "");
+  std::exit(1);
+}
+
+int run(int argc, char** argv) {
+  ServerConfig config;
+  CLI::App app{"postern-server: the Postern messaging server"};
+  std::string data_dir = config.data_dir;
+  std::string listen;
+  std::string admin_listen;
+  std::string config_file;
+  bool version = false;
+  std::string log_level = "info";
+  app.add_option("--data", data_dir, "data directory (created on first start)")->capture_default_str();
+  app.add_option("--listen", listen, "HOST:PORT of the TLS listener (default 0.0.0.0:8443; port 0: any)");
+  app.add_option("--admin-listen", admin_listen, "HOST:PORT of the admin listener (reserved: not served yet)");
+  app.add_option("--config", config_file, "TOML configuration file (see docs/protocol.md)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+  if (version) {
+    std::cout << "postern-server " << POSTERN_VERSION << std::endl;
+    return 0;
+  }
+
+  auto logger = spdlog::stderr_color_mt("postern");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  if (!config_file.empty()) load_config(config_file, config);  // throws with a message
+  config.data_dir = data_dir;
+  if (!listen.empty()) {
+    auto hp = parse_host_port(listen);
+    if (!hp) die("--listen must be HOST:PORT");
+    config.listen = *hp;
+  }
+  if (!admin_listen.empty()) {
+    auto hp = parse_host_port(admin_listen);
+    if (!hp) die("--admin-listen must be HOST:PORT");
+    config.admin_listen = *hp;
+  }
+  if (auto probe = account::hash_password("Probe1", config.password); !probe) {
+    die("password hashing limits rejected", probe.error());
+  }
+
+  if (auto s = ensure_directory(config.data_dir); !s) die("creating " + config.data_dir, s.error());
+  const std::string dir = config.data_dir + "/";
+  auto store = store::SqliteServerStore::open(dir + "postern.db");
+  if (!store) die("opening " + dir + "postern.db", store.error());
+  crypto::SystemRng rng;
+  auto secret = load_or_create_secret(dir + "pow.secret", rng);
+  if (!secret) die("reading " + dir + "pow.secret", secret.error());
+
+  const std::string host = advertised_host(config);
+  std::string cert_file = config.cert_file;
+  std::string key_file = config.key_file;
+  if (cert_file.empty()) {
+    cert_file = dir + "cert.pem";
+    key_file = dir + "key.pem";
+    if (auto s = ensure_self_signed_certificate(cert_file, key_file, host); !s) die("creating the certificate", s.error());
+  }
+  auto pin = certificate_pin(cert_file);
+  if (!pin) die("reading " + cert_file, pin.error());
+  auto tls = make_tls_context(cert_file, key_file);
+  if (!tls) die("loading the certificate and key", tls.error());
+
+  SystemClock clock;
+  Api api(**store, config, secret->view(), clock, rng);
+  boost::asio::io_context io(static_cast<int>(config.io_threads));
+  boost::asio::thread_pool workers(config.worker_threads);
+  HttpServer server(io, **tls, workers, api, config.http);
+  auto bound = server.listen(config.listen);
+  if (!bound) die("listening on " + format_host_port(config.listen.host, config.listen.port), bound.error());
+
+  const std::string invite = "postern://" + format_host_port(host, bound->port) + "?pin=" + *pin + "\n";
+  if (auto s = write_file_atomically(dir + "invite.txt", invite, 0644); !s) die("writing invite.txt", s.error());
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(io);
+  std::chrono::steady_clock::time_point deadline;
+  // After a signal, polls until the last connection has gone (then run() returns because no work
+  // is left) or the grace period is over (then the io_context is stopped).
+  std::function<void()> wait_for_drain = [&] {
+    if (server.active_connections() == 0) return;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn("requests still in progress after the grace period; stopping anyway");
+      io.stop();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(20));
+    drain.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) wait_for_drain();
+    });
+  };
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", signal);
+    deadline = std::chrono::steady_clock::now() + config.http.shutdown_grace;
+    server.shutdown();
+    wait_for_drain();
+  });
+  server.start();
+  spdlog::info("postern-server {} data={} pin={}", POSTERN_VERSION, config.data_dir, *pin);
+  std::printf("listening on %s\n", format_host_port(bound->host, bound->port).c_str());
+  std::fflush(stdout);
+
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < config.io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  workers.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "postern-server: %s\n", e.what());
+    return 1;
+  }
+}

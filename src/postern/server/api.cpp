@@ -1,0 +1,431 @@
+#include "postern/server/api.h"
+
+#include <charconv>
+#include <functional>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "postern/account/errors.h"
+#include "postern/account/password.h"
+#include "postern/account/signup.h"
+#include "postern/account/token.h"
+#include "postern/crypto/curve.h"
+#include "postern/store/errors.h"
+
+namespace postern::server {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxDeviceNameBytes = store::kMaxDeviceNameBytes;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+ApiResponse json_response(unsigned status, const json& j) {
+  return {status, dump(j), {}};
+}
+
+ApiResponse internal_error(std::string_view what, std::error_code ec) {
+  // The category message never carries user data (store values are bound parameters).
+  spdlog::error("{}: {} ({}:{})", what, ec.message(), ec.category().name(), ec.value());
+  return error_response(500, "internal", "internal server error");
+}
+
+ApiResponse too_many_requests(std::int64_t retry_after_ms) {
+  std::int64_t seconds = retry_after_ms >= account::kNeverMs ? 3600 : (retry_after_ms + 999) / 1000;
+  if (seconds < 1) seconds = 1;
+  auto r = error_response(429, "rate_limited", "too many requests; retry later");
+  r.headers.emplace_back("Retry-After", std::to_string(seconds));
+  return r;
+}
+
+ApiResponse unauthorized() {
+  auto r = error_response(401, "unauthorized", "a valid bearer token is required");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+ApiResponse bad_json() {
+  return error_response(400, "malformed_json", "the body must be a JSON object");
+}
+
+ApiResponse bad_field_type(std::string_view field, std::string_view type) {
+  return error_response(400, "bad_request", std::string(field) + " must be " + std::string(type));
+}
+
+// The body as a JSON object; nlohmann's non-throwing parse (allow_exceptions = false).
+std::optional<json> parse_object(std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  return j;
+}
+
+// A string member: absent or null gives "", another type gives nullopt.
+std::optional<std::string> string_member(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return std::nullopt;
+  return it->get_ref<const std::string&>();
+}
+
+std::optional<std::uint64_t> unsigned_member(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned()) return it->get<std::uint64_t>();
+  const auto v = it->get<std::int64_t>();
+  if (v < 0) return std::nullopt;
+  return static_cast<std::uint64_t>(v);
+}
+
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+' || c == '-') return 62;
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+
+// Standard or URL-safe base64, padded or not.
+std::optional<Bytes> decode_base64(std::string_view s) {
+  while (!s.empty() && s.back() == '=') s.remove_suffix(1);
+  if (s.size() % 4 == 1) return std::nullopt;
+  Bytes out;
+  unsigned acc = 0;
+  int bits = 0;
+  for (char c : s) {
+    const int v = base64_value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<std::uint8_t>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+// 33 bytes (0x05 || X25519 key) as 66 hex digits or base64.
+std::optional<Bytes> decode_identity_key(std::string_view s) {
+  std::optional<Bytes> bytes;
+  if (s.size() == 2 * store::kPublicKeyBytes) {
+    auto hex = from_hex(s);
+    if (hex) bytes = std::move(*hex);
+  } else {
+    bytes = decode_base64(s);
+  }
+  if (!bytes || bytes->size() != store::kPublicKeyBytes) return std::nullopt;
+  if (!crypto::PublicKey::deserialize(*bytes)) return std::nullopt;
+  return bytes;
+}
+
+std::string_view strip_query(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    const char a = (s[i] >= 'A' && s[i] <= 'Z') ? static_cast<char>(s[i] - 'A' + 'a') : s[i];
+    if (a != prefix[i]) return false;
+  }
+  return true;
+}
+
+json field_list(const std::vector<account::FieldError>& errors) {
+  json fields = json::array();
+  for (const auto& e : errors) fields.push_back({{"field", e.field}, {"message", e.message}});
+  return fields;
+}
+
+ApiResponse invalid_fields(const std::vector<account::FieldError>& errors) {
+  json j = {{"error", {{"code", "invalid_fields"}, {"message", "some fields are invalid"}, {"fields", field_list(errors)}}}};
+  return json_response(422, j);
+}
+
+}  // namespace
+
+ApiResponse error_response(unsigned status, std::string_view code, std::string_view message) {
+  json j = {{"error", {{"code", code}, {"message", message}}}};
+  return json_response(status, j);
+}
+
+// account::UsedChallenges over the store's ChallengeStore, under the Api's store lock.
+class Api::StoreUsedChallenges final : public account::UsedChallenges {
+ public:
+  explicit StoreUsedChallenges(Api& api) : api_(api) {}
+  Result<bool> mark_used(const account::ChallengeId& id, std::int64_t expires_ms) override {
+    auto r = api_.with_store([&](store::ServerStore& s) { return s.mark_challenge_used(id, expires_ms); });
+    if (!r) {
+      spdlog::error("marking a challenge used: {}", r.error().message());
+      return account::Errc::store_failure;
+    }
+    return *r;
+  }
+
+ private:
+  Api& api_;
+};
+
+Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_secret, const Clock& clock,
+         crypto::Rng& rng)
+    : store_(store),
+      config_(config),
+      clock_(clock),
+      rng_(rng),
+      pow_(pow_secret, config.pow_difficulty, config.pow_ttl_ms, clock, rng),
+      used_challenges_(std::make_unique<StoreUsedChallenges>(*this)),
+      challenges_per_address_(config.rate_limits.challenges_per_address, config.rate_limits.max_keys, clock),
+      registrations_per_address_(config.rate_limits.registration_per_address, config.rate_limits.max_keys, clock),
+      logins_per_account_(config.rate_limits.login_per_account, config.rate_limits.max_keys, clock),
+      logins_per_address_(config.rate_limits.login_per_address, config.rate_limits.max_keys, clock) {
+  Bytes random(24);
+  rng_.fill(random);
+  auto dummy = account::hash_password(to_hex(random), config.password);
+  // With limits libsodium refuses, every registration fails the same way; the dummy hash then
+  // stays empty and verify_password() of it is false (but cheap): the start-up check in main
+  // refuses such limits first.
+  if (dummy) dummy_hash_ = std::move(*dummy);
+}
+
+Api::~Api() = default;
+
+std::string_view Api::route_name(std::string_view target) {
+  const std::string_view path = strip_query(target);
+  if (path.starts_with("/v1/devices/")) return "/v1/devices/{id}";
+  for (std::string_view known : {"/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices"}) {
+    if (path == known) return known;
+  }
+  return "other";
+}
+
+ApiResponse Api::handle(const ApiRequest& request) {
+  const std::string_view path = strip_query(request.target);
+  const std::string_view m = request.method;
+  const auto method_not_allowed = [](std::string_view allow) {
+    auto r = error_response(405, "method_not_allowed", "method not allowed on this resource");
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+  };
+  if (path == "/v1/challenge") return m == "POST" ? post_challenge(request) : method_not_allowed("POST");
+  if (path == "/v1/accounts") return m == "POST" ? post_account(request) : method_not_allowed("POST");
+  if (path == "/v1/sessions") return m == "POST" ? post_session(request) : method_not_allowed("POST");
+  if (path == "/v1/sessions/current") {
+    return m == "DELETE" ? delete_current_session(request) : method_not_allowed("DELETE");
+  }
+  if (path == "/v1/devices") return m == "GET" ? get_devices(request) : method_not_allowed("GET");
+  if (path.starts_with("/v1/devices/")) {
+    return m == "DELETE" ? delete_device(request, path.substr(12)) : method_not_allowed("DELETE");
+  }
+  return error_response(404, "not_found", "no such resource");
+}
+
+ApiResponse Api::post_challenge(const ApiRequest& request) {
+  if (!challenges_per_address_.try_take(request.client_address)) {
+    return too_many_requests(challenges_per_address_.retry_after_ms(request.client_address));
+  }
+  const account::Challenge c = pow_.issue();
+  return json_response(200, {{"token", c.token}, {"difficulty", c.difficulty_bits}, {"expires_ms", c.expires_ms}});
+}
+
+ApiResponse Api::post_account(const ApiRequest& request) {
+  if (!registrations_per_address_.try_take(request.client_address)) {
+    return too_many_requests(registrations_per_address_.retry_after_ms(request.client_address));
+  }
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+
+  account::SignupForm form;
+  for (auto [key, out] : {std::pair{"email", &form.email}, std::pair{"password", &form.password},
+                          std::pair{"birthdate", &form.birthdate}}) {
+    auto v = string_member(*body, key);
+    if (!v) return bad_field_type(key, "a string");
+    *out = std::move(*v);
+  }
+  if (const auto it = body->find("accept_terms"); it != body->end() && !it->is_null()) {
+    if (!it->is_boolean()) return bad_field_type("accept_terms", "a boolean");
+    form.accepted_terms = it->get<bool>();
+  }
+  // Fields first: a form with mistakes does not spend the proof of work, so the user fixes the
+  // fields and sends the same solved challenge again.
+  if (auto errors = account::validate_signup(form, clock_); !errors.empty()) return invalid_fields(errors);
+
+  const auto pow = body->find("pow");
+  if (pow == body->end() || !pow->is_object()) {
+    return error_response(400, "pow_required", "pow {token, nonce} is required; get one from POST /v1/challenge");
+  }
+  const auto token = string_member(*pow, "token");
+  const auto nonce = unsigned_member(*pow, "nonce");
+  if (!token || !nonce) return error_response(400, "pow_required", "pow.token must be a string and pow.nonce an unsigned integer");
+  if (const Status s = pow_.verify(*token, *nonce, *used_challenges_); !s) {
+    using account::Errc;
+    const std::error_code e = s.error();
+    if (e == Errc::malformed || e == Errc::bad_signature) return error_response(403, "pow_invalid", "the challenge was not issued by this server");
+    if (e == Errc::expired) return error_response(403, "pow_expired", "the challenge has expired; get a new one");
+    if (e == Errc::insufficient_work) return error_response(403, "pow_insufficient", "the nonce does not solve the challenge");
+    if (e == Errc::reused) return error_response(403, "pow_reused", "the challenge has already been used; get a new one");
+    return internal_error("verifying a proof of work", e);
+  }
+
+  auto hash = account::hash_password(form.password, config_.password);
+  if (!hash) return internal_error("hashing a password", hash.error());
+  const std::string email = account::normalize_email(form.email);
+  const std::int64_t now = clock_.now_ms();
+  auto id = with_store([&](store::ServerStore& s) { return s.create_account(email, *hash, now); });
+  if (!id) {
+    if (id.error() == store::Errc::email_taken) {
+      return error_response(409, "email_taken", "an account with this e-mail address exists");
+    }
+    return internal_error("creating an account", id.error());
+  }
+  spdlog::info("account {} created", *id);
+  return json_response(201, {{"account_id", *id}});
+}
+
+ApiResponse Api::post_session(const ApiRequest& request) {
+  if (!logins_per_address_.try_take(request.client_address)) {
+    return too_many_requests(logins_per_address_.retry_after_ms(request.client_address));
+  }
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto email_in = string_member(*body, "email");
+  const auto password = string_member(*body, "password");
+  if (!email_in) return bad_field_type("email", "a string");
+  if (!password) return bad_field_type("password", "a string");
+  const auto device = body->find("device");
+  if (device == body->end() || !device->is_object()) return bad_field_type("device", "an object");
+
+  std::vector<account::FieldError> errors;
+  const auto name = string_member(*device, "name");
+  if (!name || name->size() > kMaxDeviceNameBytes) {
+    errors.push_back({"device.name", "Device name must be a string of at most 256 bytes"});
+  }
+  const auto key_text = string_member(*device, "identity_key");
+  const auto identity_key = key_text ? decode_identity_key(*key_text) : std::nullopt;
+  if (!identity_key) {
+    errors.push_back({"device.identity_key", "Identity key must be 33 bytes (0x05 and an X25519 key) in hex or base64"});
+  }
+  const auto registration_id = unsigned_member(*device, "registration_id");
+  if (!registration_id || *registration_id > 0xffffffffu) {
+    errors.push_back({"device.registration_id", "Registration id must be an integer from 0 to 4294967295"});
+  }
+  if (!errors.empty()) return invalid_fields(errors);
+
+  const std::string email = account::normalize_email(*email_in);
+  if (!logins_per_account_.try_take(email)) return too_many_requests(logins_per_account_.retry_after_ms(email));
+
+  auto found = with_store([&](store::ServerStore& s) { return s.find_account_by_email(email); });
+  if (!found) {
+    if (found.error() != store::Errc::not_found) return internal_error("finding an account", found.error());
+    (void)account::verify_password(dummy_hash_, *password);  // same cost as a wrong password
+    return error_response(401, "bad_credentials", "wrong e-mail address or password");
+  }
+  if (!account::verify_password(found->password_hash, *password)) {
+    return error_response(401, "bad_credentials", "wrong e-mail address or password");
+  }
+  const std::int64_t account_id = found->id;
+  if (account::needs_rehash(found->password_hash, config_.password)) {
+    if (auto rehashed = account::hash_password(*password, config_.password)) {
+      auto s = with_store([&](store::ServerStore& st) { return st.set_password_hash(account_id, *rehashed); });
+      if (!s) spdlog::warn("account {}: password rehash not stored: {}", account_id, s.error().message());
+    }
+  }
+
+  const std::string token = account::generate_token(rng_);
+  const auto token_digest = account::token_hash(token);
+  const std::int64_t now = clock_.now_ms();
+  auto device_id = with_store([&](store::ServerStore& s) -> Result<std::uint32_t> {
+    POSTERN_TRY(const std::uint32_t id,
+                s.add_device(account_id, *identity_key, static_cast<std::uint32_t>(*registration_id), *name, now));
+    if (auto put = s.put_token(token_digest, account_id, id, now); !put) {
+      (void)s.remove_device(account_id, id);  // no device without a token
+      return put.error();
+    }
+    return id;
+  });
+  if (!device_id) return internal_error("registering a device", device_id.error());
+  spdlog::info("account {} signed in as device {}", account_id, *device_id);
+  return json_response(201, {{"account_id", account_id}, {"device_id", *device_id}, {"token", token}});
+}
+
+namespace {
+
+// The bearer token's owner, or nullopt (the caller answers 401). Store failures other than
+// not_found are reported through `failure`.
+std::optional<store::TokenOwner> authenticate(std::string_view authorization, std::error_code& failure,
+                                              const std::function<Result<store::TokenOwner>(ByteView)>& find) {
+  if (!iequals_prefix(authorization, "bearer ")) return std::nullopt;
+  std::string_view token = authorization.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (!account::is_well_formed_token(token)) return std::nullopt;
+  const auto digest = account::token_hash(token);
+  auto owner = find(digest);
+  if (!owner) {
+    if (owner.error() != store::Errc::not_found) failure = owner.error();
+    return std::nullopt;
+  }
+  return *owner;
+}
+
+}  // namespace
+
+#define POSTERN_AUTHENTICATE(owner, request)                                                         \
+  std::error_code owner##_failure;                                                                   \
+  const auto owner = authenticate((request).authorization, owner##_failure, [&](ByteView digest) {   \
+    return with_store([&](store::ServerStore& s) { return s.find_token(digest); });                  \
+  });                                                                                                \
+  if (owner##_failure) return internal_error("authenticating", owner##_failure);                     \
+  if (!owner) return unauthorized()
+
+ApiResponse Api::delete_current_session(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  std::string_view token = request.authorization.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  const auto digest = account::token_hash(token);
+  auto deleted = with_store([&](store::ServerStore& s) { return s.delete_token(digest); });
+  if (!deleted) return internal_error("deleting a token", deleted.error());
+  spdlog::info("account {} device {} signed out", owner->account_id, owner->device_id);
+  return {204, {}, {}};
+}
+
+ApiResponse Api::get_devices(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  auto devices = with_store([&](store::ServerStore& s) { return s.list_devices(owner->account_id); });
+  if (!devices) return internal_error("listing devices", devices.error());
+  json list = json::array();
+  for (const auto& d : *devices) {
+    list.push_back({{"id", d.id},
+                    {"name", d.name},
+                    {"registration_id", d.registration_id},
+                    {"created_ms", d.created_ms},
+                    {"last_seen_ms", d.last_seen_ms},
+                    {"current", d.id == owner->device_id}});
+  }
+  return json_response(200, {{"devices", list}});
+}
+
+ApiResponse Api::delete_device(const ApiRequest& request, std::string_view id_text) {
+  POSTERN_AUTHENTICATE(owner, request);
+  std::uint32_t id = 0;
+  const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc{} || end != id_text.data() + id_text.size() || id == 0) {
+    return error_response(404, "device_not_found", "no such device");
+  }
+  auto removed = with_store([&](store::ServerStore& s) { return s.remove_device(owner->account_id, id); });
+  if (!removed) {
+    if (removed.error() == store::Errc::not_found) return error_response(404, "device_not_found", "no such device");
+    return internal_error("removing a device", removed.error());
+  }
+  spdlog::info("account {} removed device {}", owner->account_id, id);
+  return {204, {}, {}};
+}
+
+}  // namespace postern::server

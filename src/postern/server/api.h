@@ -1,0 +1,93 @@
+// The HTTPS JSON API of postern-server, independent of the transport: the HTTP layer
+// (http_server.h) turns a parsed request into an ApiRequest, runs Api::handle on a worker thread
+// (Argon2id and SQLite block), and writes the ApiResponse back. Keeping Boost out of this file
+// keeps it cheap to compile and lets tests and fuzz targets drive it without a socket.
+//
+// Every answer is JSON; every error is {"error": {"code": "...", "message": "..."}} (plus "fields"
+// for invalid_fields). The endpoints and all their errors are listed in docs/protocol.md.
+//
+// Thread safety: handle() may run on several threads at once. The store (one SQLite connection)
+// is used under store_mutex_, held only for the duration of one store call, never while hashing
+// a password; the rate limiters and the proof of work are thread-safe on their own.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "postern/account/proof_of_work.h"
+#include "postern/account/rate_limit.h"
+#include "postern/crypto/random.h"
+#include "postern/server/config.h"
+#include "postern/store/server_store.h"
+#include "postern/util/clock.h"
+
+namespace postern::server {
+
+struct ApiRequest {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // path and optional query
+  std::string_view authorization;
+  std::string_view body;
+  std::string client_address;  // the peer's IP address, the key of per-address rate limits
+};
+
+struct ApiResponse {
+  unsigned status = 200;
+  std::string body;  // JSON, or empty (204)
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// {"error": {"code": code, "message": message}} with the status.
+ApiResponse error_response(unsigned status, std::string_view code, std::string_view message);
+
+class Api {
+ public:
+  // `pow_secret`: the server secret of the proof of work (kept in the data directory).
+  Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_secret, const Clock& clock,
+      crypto::Rng& rng);
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  ApiResponse handle(const ApiRequest& request);
+
+  // The route name for logs: the path with ids replaced ("/v1/devices/{id}"), or "other".
+  static std::string_view route_name(std::string_view target);
+
+ private:
+  class StoreUsedChallenges;
+
+  ApiResponse post_challenge(const ApiRequest& request);
+  ApiResponse post_account(const ApiRequest& request);
+  ApiResponse post_session(const ApiRequest& request);
+  ApiResponse delete_current_session(const ApiRequest& request);
+  ApiResponse get_devices(const ApiRequest& request);
+  ApiResponse delete_device(const ApiRequest& request, std::string_view id);
+
+  // Runs f(store_) under the store lock.
+  template <class F>
+  auto with_store(F&& f) {
+    std::lock_guard lock(store_mutex_);
+    return std::forward<F>(f)(store_);
+  }
+
+  store::ServerStore& store_;
+  std::mutex store_mutex_;
+  const ServerConfig& config_;
+  const Clock& clock_;
+  crypto::Rng& rng_;
+  account::ProofOfWork pow_;
+  std::unique_ptr<StoreUsedChallenges> used_challenges_;
+  account::RateLimiter challenges_per_address_;
+  account::RateLimiter registrations_per_address_;
+  account::RateLimiter logins_per_account_;
+  account::RateLimiter logins_per_address_;
+  std::string dummy_hash_;  // verified when the e-mail is unknown, so both paths cost one Argon2id
+};
+
+}  // namespace postern::server

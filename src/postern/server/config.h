@@ -1,0 +1,72 @@
+// The configuration of postern-server: defaults, the TOML file (toml++) and HOST:PORT parsing.
+// Loading happens once at start-up, so load_config may throw (std::runtime_error with a message
+// naming the key); nothing on a request path reads configuration from disk.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "postern/account/password.h"
+#include "postern/account/rate_limit.h"
+#include "postern/util/result.h"
+
+namespace postern::server {
+
+struct HostPort {
+  std::string host;  // an IPv4/IPv6 literal or a name; IPv6 without brackets
+  std::uint16_t port = 0;
+};
+
+// "HOST:PORT", "[v6]:PORT". Errors: Errc::bad_address.
+Result<HostPort> parse_host_port(std::string_view text);
+// The inverse, bracketing IPv6 literals.
+std::string format_host_port(std::string_view host, std::uint16_t port);
+
+struct RateLimits {
+  account::RateLimit registration_per_address = account::recommended_limits::kRegistrationPerAddress;
+  account::RateLimit challenges_per_address = account::recommended_limits::kChallengesPerAddress;
+  account::RateLimit login_per_account = account::recommended_limits::kLoginPerAccount;
+  account::RateLimit login_per_address = account::recommended_limits::kLoginPerAddress;
+  std::size_t max_keys = account::recommended_limits::kMaxKeys;
+};
+
+struct HttpLimits {
+  std::uint32_t header_bytes = 8 * 1024;
+  std::uint64_t body_bytes = 64 * 1024;  // JSON bodies
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds read_timeout{15'000};  // from the first header byte to the end of the body
+  std::chrono::milliseconds idle_timeout{60'000};  // waiting for the next request on a kept-alive connection
+  std::chrono::milliseconds write_timeout{15'000};
+  std::chrono::milliseconds shutdown_grace{10'000};  // SIGTERM: longest wait for in-flight requests
+  std::size_t max_connections = 10'000;
+};
+
+struct ServerConfig {
+  std::string data_dir = "./postern-data";
+  HostPort listen{"0.0.0.0", 8443};
+  HostPort admin_listen{"127.0.0.1", 9090};
+  // The host put into the invite link and the self-signed certificate's CN. Empty: the listen
+  // host, or "localhost" when listening on a wildcard address.
+  std::string public_host;
+  std::string cert_file;  // PEM; both empty: a self-signed pair in the data directory
+  std::string key_file;
+  unsigned pow_difficulty = 20;
+  std::int64_t pow_ttl_ms = 10 * 60 * 1000;
+  account::PasswordHashParams password{};
+  RateLimits rate_limits{};
+  HttpLimits http{};
+  unsigned worker_threads = 2;  // blocking work: Argon2id and the store
+  unsigned io_threads = 2;
+};
+
+// Applies the TOML file at `path` over `config` (keys absent from the file keep their value).
+// Throws std::runtime_error on a parse error, an unknown key or a value out of range.
+void load_config(const std::string& path, ServerConfig& config);
+
+// The host for the invite link and the certificate (see ServerConfig::public_host).
+std::string advertised_host(const ServerConfig& config);
+
+}  // namespace postern::server

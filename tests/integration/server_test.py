@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Integration test of postern-server: starts the real binary on 127.0.0.1:0 with a temporary data
+directory and drives its HTTPS JSON API over TLS, pinned to the certificate the server created.
+
+Usage: server_test.py PATH/TO/postern-server
+Prints PASS/FAIL lines and "N passed, M failed"; exits non-zero on any failure. Every server it
+starts is killed by PID when the script ends, whatever happens. Standard library only.
+"""
+import base64
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVER = sys.argv[1] if len(sys.argv) > 1 else "postern-server"
+PASSED = 0
+FAILED = 0
+PROCS = []
+DIRS = []
+
+TEST_CONFIG = """
+[pow]
+difficulty = 8
+ttl_ms = 60000
+[password]
+opslimit = 1
+memlimit = 8192
+[rate_limits]
+registration_per_address = { capacity = 1000, refill_per_second = 100 }
+challenges_per_address = { capacity = 1000, refill_per_second = 100 }
+login_per_account = { capacity = 1000, refill_per_second = 100 }
+login_per_address = { capacity = 1000, refill_per_second = 100 }
+"""
+
+# A second server: challenges expire after 1 ms, and registration allows a burst of 2 only.
+SHORT_CONFIG = """
+[pow]
+difficulty = 8
+ttl_ms = 1
+[password]
+opslimit = 1
+memlimit = 8192
+[rate_limits]
+registration_per_address = { capacity = 2, refill_per_second = 0.001 }
+"""
+
+PASSWORD_TEXT = "Must be at least 6 characters, include an upper and lower case character and a number"
+AGE_TEXT = "You must be at least 18 years old"
+EMAIL_TEXT = "Enter a valid e-mail address, like name@example.com"
+TERMS_TEXT = "You must accept the terms of service"
+FUTURE_TEXT = "Date of birth cannot be in the future"
+IDENTITY_KEY = "05" + "11" * 32
+
+
+def check(name, condition, detail=""):
+    global PASSED, FAILED
+    if condition:
+        PASSED += 1
+        print(f"PASS {name}", flush=True)
+    else:
+        FAILED += 1
+        print(f"FAIL {name} {detail}", flush=True)
+
+
+# ---- DER: the SubjectPublicKeyInfo of a certificate (for the pin) ----
+
+def der_read(data, pos):
+    """(tag, content start, content end) of the DER element at pos."""
+    tag = data[pos]
+    length = data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(data[pos:pos + n], "big")
+        pos += n
+    return tag, pos, pos + length
+
+
+def spki_of(cert_der):
+    _, cert_start, _ = der_read(cert_der, 0)           # Certificate SEQUENCE
+    _, tbs_start, _ = der_read(cert_der, cert_start)   # tbsCertificate SEQUENCE
+    pos = tbs_start
+    tag, _, end = der_read(cert_der, pos)
+    if tag == 0xA0:                                    # [0] version
+        pos = end
+    for _ in range(5):                                 # serial, signature, issuer, validity, subject
+        _, _, end = der_read(cert_der, pos)
+        pos = end
+    _, _, end = der_read(cert_der, pos)
+    return cert_der[pos:end]
+
+
+def pin_of(cert_der):
+    digest = hashlib.sha256(spki_of(cert_der)).digest()
+    return "sha256/" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+# ---- the server process ----
+
+class Server:
+    def __init__(self, config_text):
+        self.dir = tempfile.mkdtemp(prefix="postern-it-")
+        DIRS.append(self.dir)
+        self.data = os.path.join(self.dir, "data")
+        config = os.path.join(self.dir, "server.toml")
+        with open(config, "w") as f:
+            f.write(config_text)
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
+        self.proc = subprocess.Popen([SERVER, "--data", self.data, "--listen", "127.0.0.1:0", "--config", config],
+                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        PROCS.append(self.proc)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("listening on "):
+            self.stderr.seek(0)
+            raise RuntimeError(f"server did not start: {line!r} {self.stderr.read()}")
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.ctx = ssl.create_default_context(cafile=os.path.join(self.data, "cert.pem"))
+        self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def connection(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+
+    def request(self, method, path, body=None, token=None, raw=None, headers=None):
+        conn = self.connection()
+        try:
+            h = dict(headers or {})
+            if token is not None:
+                h["Authorization"] = "Bearer " + token
+            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+            if data is not None:
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=h)
+            resp = conn.getresponse()
+            text = resp.read()
+            parsed = json.loads(text) if text else None
+            return resp.status, dict(resp.getheaders()), parsed
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def solve(token, difficulty):
+    nonce = 0
+    while True:
+        digest = hashlib.sha256(token.encode() + nonce.to_bytes(8, "little")).digest()
+        if int.from_bytes(digest, "big") >> (256 - difficulty) == 0:
+            return nonce
+        nonce += 1
+
+
+def unsolving_nonce(token, difficulty):
+    nonce = 0
+    while True:
+        digest = hashlib.sha256(token.encode() + nonce.to_bytes(8, "little")).digest()
+        if int.from_bytes(digest, "big") >> (256 - difficulty) != 0:
+            return nonce
+        nonce += 1
+
+
+def pow_for(server):
+    status, _, c = server.request("POST", "/v1/challenge")
+    assert status == 200, (status, c)
+    return {"token": c["token"], "nonce": solve(c["token"], c["difficulty"])}
+
+
+def form(email="alice@example.com", password="Secret1", birthdate="1990-05-17", terms=True, pow=None):
+    f = {"email": email, "password": password, "birthdate": birthdate, "accept_terms": terms}
+    if pow is not None:
+        f["pow"] = pow
+    return f
+
+
+def fields_of(body):
+    try:
+        return [(f["field"], f["message"]) for f in body["error"]["fields"]]
+    except (KeyError, TypeError):
+        return None
+
+
+def error_code(body):
+    try:
+        return body["error"]["code"]
+    except (KeyError, TypeError):
+        return None
+
+
+def main():
+    a = Server(TEST_CONFIG)
+
+    # --- TLS identity and invite ---
+    with socket.create_connection(("127.0.0.1", a.port)) as raw_sock:
+        with a.ctx.wrap_socket(raw_sock, server_hostname="127.0.0.1") as tls:
+            peer_der = tls.getpeercert(binary_form=True)
+            version = tls.version()
+    with open(os.path.join(a.data, "cert.pem")) as f:
+        file_der = ssl.PEM_cert_to_DER_cert(f.read())
+    check("tls: peer certificate is the one in DIR/cert.pem", peer_der == file_der)
+    check("tls: TLS 1.2 or 1.3 negotiated", version in ("TLSv1.2", "TLSv1.3"), version)
+    with open(os.path.join(a.data, "invite.txt")) as f:
+        invite = f.read()
+    expected = f"postern://127.0.0.1:{a.port}?pin={pin_of(peer_der)}\n"
+    check("invite.txt: one line with the address and the SPKI pin", invite == expected, f"{invite!r} != {expected!r}")
+    check("data dir: pow.secret is 32 bytes, mode 0600",
+          os.path.getsize(os.path.join(a.data, "pow.secret")) == 32
+          and (os.stat(os.path.join(a.data, "pow.secret")).st_mode & 0o777) == 0o600)
+    check("data dir: key.pem is mode 0600", (os.stat(os.path.join(a.data, "key.pem")).st_mode & 0o777) == 0o600)
+
+    # --- challenge ---
+    status, _, c = a.request("POST", "/v1/challenge")
+    check("challenge: 200 with token, difficulty, expires_ms",
+          status == 200 and len(c["token"]) == 116 and c["difficulty"] == 8 and c["expires_ms"] > time.time() * 1000,
+          f"{status} {c}")
+
+    # --- registration rules, each alone (no proof needed: fields are checked first) ---
+    today = datetime.date.today()
+    too_young = today.replace(year=today.year - 17).isoformat()
+    future = (today + datetime.timedelta(days=2)).isoformat()
+    cases = [
+        ("bad e-mail", form(email="not-an-address"), [("email", EMAIL_TEXT)]),
+        ("weak password", form(password="abcdef"), [("password", PASSWORD_TEXT)]),
+        ("short password", form(password="Ab1"), [("password", PASSWORD_TEXT)]),
+        ("under 18", form(birthdate=too_young), [("birthdate", AGE_TEXT)]),
+        ("future birthdate", form(birthdate=future), [("birthdate", FUTURE_TEXT)]),
+        ("terms not accepted", form(terms=False), [("terms", TERMS_TEXT)]),
+        ("several at once", form(email="a@b", password="short", birthdate=too_young, terms=False),
+         [("email", EMAIL_TEXT), ("password", PASSWORD_TEXT), ("birthdate", AGE_TEXT), ("terms", TERMS_TEXT)]),
+    ]
+    for name, body, want in cases:
+        status, _, resp = a.request("POST", "/v1/accounts", body)
+        check(f"register: {name} -> 422 with exact texts",
+              status == 422 and error_code(resp) == "invalid_fields" and fields_of(resp) == want, f"{status} {resp}")
+
+    # --- registration ok, duplicates, proofs of work ---
+    status, _, resp = a.request("POST", "/v1/accounts", form(pow=None))
+    check("register: without pow -> 400 pow_required", status == 400 and error_code(resp) == "pow_required",
+          f"{status} {resp}")
+    first_pow = pow_for(a)
+    status, _, resp = a.request("POST", "/v1/accounts", form(pow=first_pow))
+    check("register: valid form -> 201 account_id", status == 201 and isinstance(resp.get("account_id"), int),
+          f"{status} {resp}")
+    account_id = resp.get("account_id") if resp else None
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="  ALICE@Example.COM ", pow=pow_for(a)))
+    check("register: duplicate e-mail (other case) -> 409 email_taken",
+          status == 409 and error_code(resp) == "email_taken", f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="bob@example.com", pow=first_pow))
+    check("register: reused proof of work -> 403 pow_reused", status == 403 and error_code(resp) == "pow_reused",
+          f"{status} {resp}")
+    status, _, c = a.request("POST", "/v1/challenge")
+    status, _, resp = a.request("POST", "/v1/accounts", form(
+        email="bob@example.com", pow={"token": c["token"], "nonce": unsolving_nonce(c["token"], 8)}))
+    check("register: wrong nonce -> 403 pow_insufficient", status == 403 and error_code(resp) == "pow_insufficient",
+          f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="bob@example.com",
+                                                             pow={"token": "00" * 58, "nonce": 0}))
+    check("register: forged token -> 403 pow_invalid", status == 403 and error_code(resp) == "pow_invalid",
+          f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="bob@example.com",
+                                                             pow={"token": "zz", "nonce": "x"}))
+    check("register: pow of the wrong types -> 400 pow_required",
+          status == 400 and error_code(resp) == "pow_required", f"{status} {resp}")
+
+    b = Server(SHORT_CONFIG)
+    other_pow = pow_for(b)
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="carol@example.com", pow=other_pow))
+    check("register: token from another server's secret -> 403 pow_invalid",
+          status == 403 and error_code(resp) == "pow_invalid", f"{status} {resp}")
+    time.sleep(0.01)
+    status, _, resp = b.request("POST", "/v1/accounts", form(email="carol@example.com", pow=other_pow))
+    check("register: expired proof of work -> 403 pow_expired",
+          status == 403 and error_code(resp) == "pow_expired", f"{status} {resp}")
+    status, headers, resp = b.request("POST", "/v1/accounts", form(email="carol@example.com", pow=pow_for(b)))
+    check("rate limit: second registration attempt within the burst of 2 is served", status == 403, f"{status}")
+    status, headers, resp = b.request("POST", "/v1/accounts", form(email="carol@example.com"))
+    check("rate limit: third registration attempt -> 429 with Retry-After",
+          status == 429 and error_code(resp) == "rate_limited" and int(headers.get("Retry-After", "0")) >= 1,
+          f"{status} {headers} {resp}")
+    check("sigterm: second server exits with 0", b.stop() == 0)
+
+    # --- login, tokens, devices, logout ---
+    device = {"name": "laptop", "identity_key": IDENTITY_KEY, "registration_id": 4242}
+    login = {"email": "Alice@Example.com", "password": "Secret1", "device": device}
+    status, _, s1 = a.request("POST", "/v1/sessions", login)
+    check("login: ok -> 201 account_id, device_id 1, token",
+          status == 201 and s1["account_id"] == account_id and s1["device_id"] == 1 and len(s1["token"]) == 43,
+          f"{status} {s1}")
+    token = s1["token"] if status == 201 else "x"
+    status, _, wrong = a.request("POST", "/v1/sessions", dict(login, password="Secret2"))
+    check("login: wrong password -> 401 bad_credentials", status == 401 and error_code(wrong) == "bad_credentials",
+          f"{status} {wrong}")
+    status, _, unknown = a.request("POST", "/v1/sessions", dict(login, email="nobody@example.com"))
+    check("login: unknown e-mail -> the same 401", status == 401 and unknown == wrong, f"{status} {unknown}")
+    status, _, resp = a.request("POST", "/v1/sessions", dict(login, device=dict(device, identity_key="abcd")))
+    check("login: bad identity key -> 422 device.identity_key",
+          status == 422 and [f for f, _ in fields_of(resp) or []] == ["device.identity_key"], f"{status} {resp}")
+
+    status, _, resp = a.request("GET", "/v1/devices", token=token)
+    check("devices: list with the token -> 200, one current device",
+          status == 200 and [(d["id"], d["name"], d["registration_id"], d["current"]) for d in resp["devices"]]
+          == [(1, "laptop", 4242, True)], f"{status} {resp}")
+    status, headers, resp = a.request("GET", "/v1/devices")
+    check("devices: no token -> 401", status == 401 and error_code(resp) == "unauthorized", f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/devices", token="A" * 43)
+    check("devices: unknown token -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("GET", "/v1/devices", headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    check("devices: non-bearer authorization -> 401", status == 401, f"{status}")
+
+    key_b64 = base64.b64encode(bytes.fromhex(IDENTITY_KEY)).decode()
+    status, _, s2 = a.request("POST", "/v1/sessions", dict(login, device=dict(device, name="phone", identity_key=key_b64)))
+    check("login: second device (base64 key) -> device_id 2", status == 201 and s2["device_id"] == 2, f"{status} {s2}")
+    status, _, _ = a.request("DELETE", "/v1/devices/2", token=token)
+    check("devices: remove device 2 -> 204", status == 204)
+    status, _, resp = a.request("GET", "/v1/devices", token=s2.get("token", "x"))
+    check("devices: the removed device's token -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("DELETE", "/v1/devices/99", token=token)
+    check("devices: remove unknown device -> 404", status == 404 and error_code(resp) == "device_not_found",
+          f"{status} {resp}")
+
+    status, _, _ = a.request("DELETE", "/v1/sessions/current", token=token)
+    check("logout: -> 204", status == 204)
+    status, _, _ = a.request("GET", "/v1/devices", token=token)
+    check("logout: the token is refused afterwards -> 401", status == 401)
+    status, _, _ = a.request("DELETE", "/v1/sessions/current", token=token)
+    check("logout: again -> 401", status == 401)
+
+    # --- malformed requests ---
+    status, _, resp = a.request("GET", "/v1/nothing")
+    check("http: unknown route -> 404 JSON", status == 404 and error_code(resp) == "not_found", f"{status} {resp}")
+    status, headers, resp = a.request("GET", "/v1/accounts")
+    check("http: wrong method -> 405 with Allow", status == 405 and headers.get("Allow") == "POST", f"{status}")
+    status, _, resp = a.request("POST", "/v1/accounts", raw=b'{"email": ')
+    check("http: malformed JSON -> 400 malformed_json", status == 400 and error_code(resp) == "malformed_json",
+          f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", raw=b'[1, 2, 3]')
+    check("http: JSON that is not an object -> 400", status == 400 and error_code(resp) == "malformed_json",
+          f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", raw=b'{"email": 5}')
+    check("http: field of the wrong type -> 400 bad_request", status == 400 and error_code(resp) == "bad_request",
+          f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", raw=b'{"email": "\xff\xfe"}')
+    check("http: invalid UTF-8 in JSON -> 400", status == 400, f"{status} {resp}")
+    status, _, resp = a.request("POST", "/v1/accounts", raw=b"x" * (64 * 1024 + 1))
+    check("http: body over 64 KiB -> 413", status == 413 and error_code(resp) == "body_too_large", f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/devices", headers={"X-Big": "y" * 9000})
+    check("http: header over 8 KiB -> 431", status == 431, f"{status} {resp}")
+    with socket.create_connection(("127.0.0.1", a.port)) as raw_sock:
+        with a.ctx.wrap_socket(raw_sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = tls.recv(4096)
+    check("http: garbage request line -> 400", reply.startswith(b"HTTP/1.1 400"), repr(reply[:40]))
+
+    # keep-alive: two requests on one connection
+    conn = a.connection()
+    conn.request("POST", "/v1/challenge")
+    resp1 = conn.getresponse()
+    resp1.read()
+    conn.request("POST", "/v1/challenge")
+    resp2 = conn.getresponse()
+    resp2.read()
+    r1, r2 = resp1.status, resp2.status
+    conn.close()
+    check("http: keep-alive serves two requests on one connection", r1 == 200 and r2 == 200)
+
+    # --- graceful stop with an idle connection open ---
+    idle = a.connection()
+    idle.connect()
+    code = a.stop()
+    idle.close()
+    check("sigterm: server exits with 0 (idle connection open)", code == 0, f"exit {code}")
+    check("restart: data survives (login works on a new process)", restart_login(a.data, login), "")
+
+
+def restart_login(data, login):
+    config = os.path.join(os.path.dirname(data), "server.toml")
+    proc = subprocess.Popen([SERVER, "--data", data, "--listen", "127.0.0.1:0", "--config", config],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    PROCS.append(proc)
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    port = int(line.strip().rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=os.path.join(data, "cert.pem"))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    conn.request("POST", "/v1/sessions", body=json.dumps(login), headers={"Content-Type": "application/json"})
+    status = conn.getresponse().status
+    conn.close()
+    proc.send_signal(signal.SIGTERM)
+    return status == 201 and proc.wait(timeout=30) == 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # a crash of the script is a failure, never a hang
+        import traceback
+        traceback.print_exc()
+        check("script completed", False, repr(e))
+    finally:
+        for p in PROCS:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait(timeout=10)
+                except OSError:
+                    pass
+        for d in DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+    print(f"{PASSED} passed, {FAILED} failed", flush=True)
+    sys.exit(1 if FAILED else 0)
