@@ -2,7 +2,7 @@
 """Integration test of postern-server: starts the real binary on 127.0.0.1:0 with a temporary data
 directory and drives its HTTPS JSON API over TLS, pinned to the certificate the server created.
 
-Usage: server_test.py PATH/TO/postern-server
+Usage: server_test.py PATH/TO/postern-server PATH/TO/postern-testkeys
 Prints PASS/FAIL lines and "N passed, M failed"; exits non-zero on any failure. Every server it
 starts is killed by PID when the script ends, whatever happens. Standard library only.
 """
@@ -23,6 +23,7 @@ import tempfile
 import time
 
 SERVER = sys.argv[1] if len(sys.argv) > 1 else "postern-server"
+TESTKEYS = sys.argv[2] if len(sys.argv) > 2 else "postern-testkeys"
 PASSED = 0
 FAILED = 0
 PROCS = []
@@ -40,6 +41,20 @@ registration_per_address = { capacity = 1000, refill_per_second = 100 }
 challenges_per_address = { capacity = 1000, refill_per_second = 100 }
 login_per_account = { capacity = 1000, refill_per_second = 100 }
 login_per_address = { capacity = 1000, refill_per_second = 100 }
+directory_per_account = { capacity = 1000, refill_per_second = 100 }
+key_fetch_per_account = { capacity = 1000, refill_per_second = 100 }
+"""
+
+# A server whose directory and key fetches allow a burst of 2 only.
+LOOKUP_CONFIG = """
+[pow]
+difficulty = 8
+[password]
+opslimit = 1
+memlimit = 8192
+[rate_limits]
+directory_per_account = { capacity = 2, refill_per_second = 0.001 }
+key_fetch_per_account = { capacity = 2, refill_per_second = 0.001 }
 """
 
 # A second server: challenges expire after 1 ms, and registration allows a burst of 2 only.
@@ -336,6 +351,8 @@ def main():
     status, _, _ = a.request("DELETE", "/v1/sessions/current", token=token)
     check("logout: again -> 401", status == 401)
 
+    keys_directory_and_account(a, account_id)
+
     # --- malformed requests ---
     status, _, resp = a.request("GET", "/v1/nothing")
     check("http: unknown route -> 404 JSON", status == 404 and error_code(resp) == "not_found", f"{status} {resp}")
@@ -381,6 +398,228 @@ def main():
     idle.close()
     check("sigterm: server exits with 0 (idle connection open)", code == 0, f"exit {code}")
     check("restart: data survives (login works on a new process)", restart_login(a.data, login), "")
+
+
+def testkeys(count=0, first_id=1):
+    out = subprocess.run([TESTKEYS, str(count), str(first_id)], check=True, capture_output=True, timeout=30)
+    return json.loads(out.stdout)
+
+
+def b64(hex_text):
+    return base64.b64encode(bytes.fromhex(hex_text)).decode()
+
+
+def signup_and_login(server, email, keys, name="phone", password="Secret1"):
+    status, _, resp = server.request("POST", "/v1/accounts", form(email=email, password=password, pow=pow_for(server)))
+    assert status == 201, (status, resp)
+    return login_device(server, email, keys, name, password)
+
+
+def login_device(server, email, keys, name, password="Secret1"):
+    device = {"name": name, "identity_key": keys["identity_key"], "registration_id": 77}
+    status, _, resp = server.request("POST", "/v1/sessions", {"email": email, "password": password, "device": device})
+    assert status == 201, (status, resp)
+    return resp
+
+
+def keys_directory_and_account(a, alice_id):
+    # --- key directory: upload ---
+    k1 = testkeys(5)
+    bob1 = signup_and_login(a, "bob@example.com", k1, "bob laptop")
+    bob_id, t1 = bob1["account_id"], bob1["token"]
+    k2 = testkeys(1, 100)
+    bob2 = login_device(a, "bob@example.com", k2, "bob phone")
+    t2 = bob2["token"]
+    check("keys: bob's second device is device 2", bob2["device_id"] == 2, f"{bob2}")
+
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": k1["signed_pre_key"],
+                                                    "one_time_pre_keys": k1["one_time_pre_keys"]}, token=t1)
+    check("keys: upload signed prekey + 5 one-time prekeys (hex) -> 200 with count 5",
+          status == 200 and resp == {"one_time_pre_keys": 5}, f"{status} {resp}")
+    bad = dict(k1["signed_pre_key"], signature=k1["other_signature"])
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": bad}, token=t1)
+    check("keys: signature by another identity key -> 422 invalid_signature",
+          status == 422 and error_code(resp) == "invalid_signature", f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": k1["signed_pre_key"]}, token=t2)
+    check("keys: device 1's signed prekey uploaded by device 2 -> 422 invalid_signature",
+          status == 422 and error_code(resp) == "invalid_signature", f"{status} {resp}")
+    flipped = bytearray.fromhex(k1["signed_pre_key"]["signature"])
+    flipped[5] ^= 1
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": dict(k1["signed_pre_key"],
+                                                                           signature=flipped.hex())}, token=t1)
+    check("keys: one flipped signature bit -> 422 invalid_signature",
+          status == 422 and error_code(resp) == "invalid_signature", f"{status} {resp}")
+    many = testkeys(101, 1000)["one_time_pre_keys"]
+    status, _, resp = a.request("PUT", "/v1/keys", {"one_time_pre_keys": many}, token=t1)
+    check("keys: 101 one-time prekeys -> 422 too_many_prekeys",
+          status == 422 and error_code(resp) == "too_many_prekeys", f"{status} {resp}")
+    dup = [k1["one_time_pre_keys"][0], dict(k1["one_time_pre_keys"][1], id=k1["one_time_pre_keys"][0]["id"])]
+    status, _, resp = a.request("PUT", "/v1/keys", {"one_time_pre_keys": dup}, token=t1)
+    check("keys: the same id twice -> 422 invalid_fields one_time_pre_keys[1].id",
+          status == 422 and [f for f, _ in fields_of(resp) or []] == ["one_time_pre_keys[1].id"], f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": {"id": -1, "public_key": "06" + "11" * 32,
+                                                                       "signature": "00"}}, token=t1)
+    check("keys: bad signed prekey fields -> 422 listing id, public_key, signature",
+          status == 422 and [f for f, _ in fields_of(resp) or []]
+          == ["signed_pre_key.id", "signed_pre_key.public_key", "signed_pre_key.signature"], f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", {}, token=t1)
+    check("keys: empty upload -> 400 bad_request", status == 400 and error_code(resp) == "bad_request",
+          f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", {"one_time_pre_keys": {"id": 1}}, token=t1)
+    check("keys: one_time_pre_keys not an array -> 400", status == 400 and error_code(resp) == "bad_request",
+          f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", raw=b"{not json", token=t1)
+    check("keys: malformed JSON -> 400 malformed_json", status == 400 and error_code(resp) == "malformed_json",
+          f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": k1["signed_pre_key"]})
+    check("keys: upload without a token -> 401", status == 401, f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/keys/count", token=t1)
+    check("keys: count -> 5 and signed prekey id 1",
+          status == 200 and resp == {"one_time_pre_keys": 5, "signed_pre_key_id": 1}, f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/keys/count", token=t2)
+    check("keys: count of a device without keys -> 0 and null",
+          status == 200 and resp == {"one_time_pre_keys": 0, "signed_pre_key_id": None}, f"{status} {resp}")
+    spk2 = k2["signed_pre_key"]
+    status, _, resp = a.request("PUT", "/v1/keys", {
+        "signed_pre_key": {"id": spk2["id"], "public_key": b64(spk2["public_key"]), "signature": b64(spk2["signature"])},
+        "one_time_pre_keys": [{"id": k["id"], "public_key": b64(k["public_key"])} for k in k2["one_time_pre_keys"]]},
+        token=t2)
+    check("keys: device 2 uploads in base64 -> 200 count 1", status == 200 and resp == {"one_time_pre_keys": 1},
+          f"{status} {resp}")
+
+    # --- key directory: fetch and consumption ---
+    alice = login_device(a, "alice@example.com", testkeys(), "alice tablet")
+    ta = alice["token"]
+    status, _, resp = a.request("GET", f"/v1/keys/{bob_id}", token=ta)
+    devices = resp.get("devices", []) if status == 200 else []
+    check("keys: fetch -> bundles of both devices", status == 200 and resp.get("account_id") == bob_id
+          and [d["device_id"] for d in devices] == [1, 2], f"{status} {resp}")
+    if len(devices) == 2:
+        d1, d2 = devices
+        check("keys: bundle carries identity key, registration id and signed prekey (base64)",
+              d1["identity_key"] == b64(k1["identity_key"]) and d1["registration_id"] == 77
+              and d1["signed_pre_key"] == {"id": 1, "public_key": b64(k1["signed_pre_key"]["public_key"]),
+                                           "signature": b64(k1["signed_pre_key"]["signature"])}
+              and d2["identity_key"] == b64(k2["identity_key"]), f"{devices}")
+        check("keys: first fetch consumes the lowest one-time prekey of each device",
+              d1["one_time_pre_key"] == {"id": 1, "public_key": b64(k1["one_time_pre_keys"][0]["public_key"])}
+              and d1["remaining"] == 4 and d2["one_time_pre_key"]["id"] == 100 and d2["remaining"] == 0, f"{devices}")
+    status, _, resp = a.request("GET", f"/v1/keys/{bob_id}", token=ta)
+    devices = resp.get("devices", []) if status == 200 else []
+    check("keys: second fetch -> next one-time prekey; signed prekey only when none is left",
+          status == 200 and len(devices) == 2 and devices[0]["one_time_pre_key"]["id"] == 2
+          and devices[0]["remaining"] == 3 and devices[1]["one_time_pre_key"] is None and devices[1]["remaining"] == 0
+          and devices[1]["signed_pre_key"]["id"] == spk2["id"], f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/keys/count", token=t1)
+    check("keys: owner's count went down to 3", status == 200 and resp["one_time_pre_keys"] == 3, f"{status} {resp}")
+    rotated = k1["signed_pre_key_2"]
+    refill = testkeys(10, 50)["one_time_pre_keys"]
+    status, _, resp = a.request("PUT", "/v1/keys", {"signed_pre_key": rotated, "one_time_pre_keys": refill}, token=t1)
+    check("keys: rotation + refill of 10 -> count 13", status == 200 and resp == {"one_time_pre_keys": 13},
+          f"{status} {resp}")
+    status, _, resp = a.request("GET", f"/v1/keys/{bob_id}", token=ta)
+    d1 = resp["devices"][0] if status == 200 else {}
+    check("keys: fetch after rotation serves the new signed prekey",
+          d1.get("signed_pre_key", {}).get("id") == 2 and d1["signed_pre_key"]["public_key"] == b64(rotated["public_key"])
+          and d1["one_time_pre_key"]["id"] == 3 and d1["remaining"] == 12, f"{status} {resp}")
+    status, _, resp = a.request("GET", f"/v1/keys/{alice_id}", token=t1)
+    check("keys: account without uploaded keys -> 404 no_keys", status == 404 and error_code(resp) == "no_keys",
+          f"{status} {resp}")
+    for target in ("/v1/keys/999999", "/v1/keys/abc", "/v1/keys/0", "/v1/keys/-1"):
+        status, _, resp = a.request("GET", target, token=ta)
+        check(f"keys: GET {target} -> 404 account_not_found",
+              status == 404 and error_code(resp) == "account_not_found", f"{status} {resp}")
+    status, _, resp = a.request("GET", f"/v1/keys/{bob_id}")
+    check("keys: fetch without a token -> 401", status == 401, f"{status}")
+    status, headers, resp = a.request("POST", f"/v1/keys/{bob_id}", token=ta)
+    check("keys: POST on a bundle -> 405 Allow GET", status == 405 and headers.get("Allow") == "GET", f"{status}")
+
+    # --- directory ---
+    status, _, resp = a.request("GET", "/v1/directory?email=%20BOB%40Example.COM", token=ta)
+    check("directory: e-mail (other case, percent-encoded) -> account id and device ids",
+          status == 200 and resp == {"account_id": bob_id, "device_ids": [1, 2]}, f"{status} {resp}")
+    plus = signup_and_login(a, "dave+chat@example.com", testkeys(), "dave")
+    for query in ("dave+chat@example.com", "dave%2Bchat%40example.com"):
+        status, _, resp = a.request("GET", "/v1/directory?email=" + query, token=ta)
+        check(f"directory: {query} ('+' is literal) -> found",
+              status == 200 and resp == {"account_id": plus["account_id"], "device_ids": [1]}, f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/directory?email=nobody%40example.com", token=ta)
+    check("directory: unknown e-mail -> 404 account_not_found",
+          status == 404 and error_code(resp) == "account_not_found", f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/directory?email=bob", token=ta)
+    check("directory: not an exact address -> 404", status == 404, f"{status} {resp}")
+    for query in ("", "?email=", "?mail=bob%40example.com", "?email=%zz"):
+        status, _, resp = a.request("GET", "/v1/directory" + query, token=ta)
+        check(f"directory: {query or 'no query'} -> 400 bad_request",
+              status == 400 and error_code(resp) == "bad_request", f"{status} {resp}")
+    status, _, resp = a.request("GET", "/v1/directory?email=bob%40example.com")
+    check("directory: without a token -> 401", status == 401, f"{status}")
+
+    c = Server(LOOKUP_CONFIG)
+    carol = signup_and_login(c, "carol@example.com", testkeys(), "carol")
+    codes = [c.request("GET", "/v1/directory?email=carol%40example.com", token=carol["token"])[0] for _ in range(3)]
+    status, headers, resp = c.request("GET", "/v1/directory?email=carol%40example.com", token=carol["token"])
+    check("directory: rate limited per account -> 200, 200, then 429 with Retry-After",
+          codes == [200, 200, 429] and status == 429 and error_code(resp) == "rate_limited"
+          and int(headers.get("Retry-After", "0")) >= 1, f"{codes} {status} {resp}")
+    codes = [c.request("GET", f"/v1/keys/{carol['account_id']}", token=carol["token"])[0] for _ in range(3)]
+    check("keys: fetches rate limited per account -> 404, 404, then 429", codes == [404, 404, 429], f"{codes}")
+    check("sigterm: look-up server exits with 0", c.stop() == 0)
+
+    # --- change password ---
+    change = {"old_password": "Secret1", "new_password": "Better2"}
+    status, _, resp = a.request("PUT", "/v1/account/password", dict(change, old_password="Wrong1"), token=t1)
+    check("password: wrong old password -> 403 wrong_password",
+          status == 403 and error_code(resp) == "wrong_password", f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/account/password", dict(change, new_password="weakpw"), token=t1)
+    check("password: weak new password -> 422 with the exact text",
+          status == 422 and fields_of(resp) == [("new_password", PASSWORD_TEXT)], f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/account/password", {"old_password": 1, "new_password": "Better2"}, token=t1)
+    check("password: wrong types -> 400 bad_request", status == 400 and error_code(resp) == "bad_request",
+          f"{status} {resp}")
+    status, _, resp = a.request("PUT", "/v1/account/password", change)
+    check("password: without a token -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("PUT", "/v1/account/password", change, token=t1)
+    check("password: change -> 204", status == 204, f"{status} {resp}")
+    status, _, _ = a.request("GET", "/v1/devices", token=t1)
+    check("password: the current session stays valid", status == 200, f"{status}")
+    status, _, _ = a.request("GET", "/v1/devices", token=t2)
+    check("password: the account's other sessions are ended -> 401", status == 401, f"{status}")
+    status, _, _ = a.request("POST", "/v1/sessions", {"email": "bob@example.com", "password": "Secret1",
+                                                      "device": {"name": "x", "identity_key": k1["identity_key"],
+                                                                 "registration_id": 1}})
+    check("password: the old password no longer logs in", status == 401, f"{status}")
+    bob3 = login_device(a, "bob@example.com", testkeys(), "bob desktop", password="Better2")
+    check("password: the new password logs in", bool(bob3.get("token")), f"{bob3}")
+    status, _, _ = a.request("GET", "/v1/devices", token=ta)
+    check("password: another account's session is untouched", status == 200, f"{status}")
+
+    # --- delete the account ---
+    status, _, resp = a.request("DELETE", "/v1/account", {"password": "Secret1"}, token=t1)
+    check("delete account: wrong password -> 403 wrong_password",
+          status == 403 and error_code(resp) == "wrong_password", f"{status} {resp}")
+    status, _, resp = a.request("DELETE", "/v1/account", raw=b"", token=t1)
+    check("delete account: no body -> 400 malformed_json", status == 400 and error_code(resp) == "malformed_json",
+          f"{status} {resp}")
+    status, _, resp = a.request("DELETE", "/v1/account", {"password": "Better2"})
+    check("delete account: without a token -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("DELETE", "/v1/account", {"password": "Better2"}, token=t1)
+    check("delete account: -> 204", status == 204, f"{status} {resp}")
+    for name, token in (("the deleting session", t1), ("another device's session", bob3["token"])):
+        status, _, _ = a.request("GET", "/v1/devices", token=token)
+        check(f"delete account: {name} is refused -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("GET", "/v1/directory?email=bob%40example.com", token=ta)
+    check("delete account: the directory no longer finds it -> 404", status == 404, f"{status} {resp}")
+    status, _, resp = a.request("GET", f"/v1/keys/{bob_id}", token=ta)
+    check("delete account: its keys are gone -> 404 account_not_found",
+          status == 404 and error_code(resp) == "account_not_found", f"{status} {resp}")
+    status, _, _ = a.request("POST", "/v1/sessions", {"email": "bob@example.com", "password": "Better2",
+                                                      "device": {"name": "x", "identity_key": k1["identity_key"],
+                                                                 "registration_id": 1}})
+    check("delete account: login -> 401", status == 401, f"{status}")
+    status, _, resp = a.request("POST", "/v1/accounts", form(email="bob@example.com", pow=pow_for(a)))
+    check("delete account: the e-mail can register again with a new id",
+          status == 201 and resp["account_id"] not in (bob_id, alice_id), f"{status} {resp}")
 
 
 def restart_login(data, login):

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <functional>
 #include <optional>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 #include "postern/account/signup.h"
 #include "postern/account/token.h"
 #include "postern/crypto/curve.h"
+#include "postern/crypto/xeddsa.h"
 #include "postern/store/errors.h"
 
 namespace postern::server {
@@ -111,18 +113,83 @@ std::optional<Bytes> decode_base64(std::string_view s) {
   return out;
 }
 
-// 33 bytes (0x05 || X25519 key) as 66 hex digits or base64.
-std::optional<Bytes> decode_identity_key(std::string_view s) {
+// Exactly `size` bytes as 2 * size hex digits or base64 (the encoding of every key and signature
+// a client sends).
+std::optional<Bytes> decode_binary(std::string_view s, std::size_t size) {
   std::optional<Bytes> bytes;
-  if (s.size() == 2 * store::kPublicKeyBytes) {
+  if (s.size() == 2 * size) {
     auto hex = from_hex(s);
     if (hex) bytes = std::move(*hex);
   } else {
     bytes = decode_base64(s);
   }
-  if (!bytes || bytes->size() != store::kPublicKeyBytes) return std::nullopt;
-  if (!crypto::PublicKey::deserialize(*bytes)) return std::nullopt;
+  if (!bytes || bytes->size() != size) return std::nullopt;
   return bytes;
+}
+
+// 33 bytes (0x05 || X25519 key) as 66 hex digits or base64.
+std::optional<Bytes> decode_identity_key(std::string_view s) {
+  auto bytes = decode_binary(s, store::kPublicKeyBytes);
+  if (!bytes || !crypto::PublicKey::deserialize(*bytes)) return std::nullopt;
+  return bytes;
+}
+
+// Standard base64 with padding: how the server writes every key and signature.
+std::string encode_base64(ByteView bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const unsigned v = (unsigned{bytes[i]} << 16) | (unsigned{bytes[i + 1]} << 8) | bytes[i + 2];
+    for (int shift : {18, 12, 6, 0}) out.push_back(kAlphabet[(v >> shift) & 63]);
+  }
+  if (const std::size_t rest = bytes.size() - i; rest > 0) {
+    unsigned v = unsigned{bytes[i]} << 16;
+    if (rest == 2) v |= unsigned{bytes[i + 1]} << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+// The value of query parameter `name` in the target, %XX-decoded ('+' stays '+': it is common in
+// e-mail addresses and never stands for a space here). nullopt when absent or badly encoded.
+std::optional<std::string> query_parameter(std::string_view target, std::string_view name) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    const std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '%') {
+        out.push_back(raw[i]);
+        continue;
+      }
+      if (i + 2 >= raw.size()) return std::nullopt;
+      auto byte = from_hex(raw.substr(i + 1, 2));
+      if (!byte) return std::nullopt;
+      out.push_back(static_cast<char>((*byte)[0]));
+      i += 2;
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint32_t> u32_member(const json& obj, const char* key) {
+  const auto v = unsigned_member(obj, key);
+  if (!v || *v > 0xffffffffu) return std::nullopt;
+  return static_cast<std::uint32_t>(*v);
 }
 
 std::string_view strip_query(std::string_view target) {
@@ -184,7 +251,9 @@ Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_sec
       challenges_per_address_(config.rate_limits.challenges_per_address, config.rate_limits.max_keys, clock),
       registrations_per_address_(config.rate_limits.registration_per_address, config.rate_limits.max_keys, clock),
       logins_per_account_(config.rate_limits.login_per_account, config.rate_limits.max_keys, clock),
-      logins_per_address_(config.rate_limits.login_per_address, config.rate_limits.max_keys, clock) {
+      logins_per_address_(config.rate_limits.login_per_address, config.rate_limits.max_keys, clock),
+      directory_per_account_(config.rate_limits.directory_per_account, config.rate_limits.max_keys, clock),
+      key_fetch_per_account_(config.rate_limits.key_fetch_per_account, config.rate_limits.max_keys, clock) {
   Bytes random(24);
   rng_.fill(random);
   auto dummy = account::hash_password(to_hex(random), config.password);
@@ -199,7 +268,10 @@ Api::~Api() = default;
 std::string_view Api::route_name(std::string_view target) {
   const std::string_view path = strip_query(target);
   if (path.starts_with("/v1/devices/")) return "/v1/devices/{id}";
-  for (std::string_view known : {"/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices"}) {
+  if (path == "/v1/keys/count") return "/v1/keys/count";
+  if (path.starts_with("/v1/keys/")) return "/v1/keys/{account_id}";
+  for (std::string_view known : {"/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices",
+                                 "/v1/keys", "/v1/directory", "/v1/account", "/v1/account/password"}) {
     if (path == known) return known;
   }
   return "other";
@@ -223,6 +295,12 @@ ApiResponse Api::handle(const ApiRequest& request) {
   if (path.starts_with("/v1/devices/")) {
     return m == "DELETE" ? delete_device(request, path.substr(12)) : method_not_allowed("DELETE");
   }
+  if (path == "/v1/keys") return m == "PUT" ? put_keys(request) : method_not_allowed("PUT");
+  if (path == "/v1/keys/count") return m == "GET" ? get_key_count(request) : method_not_allowed("GET");
+  if (path.starts_with("/v1/keys/")) return m == "GET" ? get_keys(request, path.substr(9)) : method_not_allowed("GET");
+  if (path == "/v1/directory") return m == "GET" ? get_directory(request) : method_not_allowed("GET");
+  if (path == "/v1/account/password") return m == "PUT" ? put_password(request) : method_not_allowed("PUT");
+  if (path == "/v1/account") return m == "DELETE" ? delete_account(request) : method_not_allowed("DELETE");
   return error_response(404, "not_found", "no such resource");
 }
 
@@ -425,6 +503,239 @@ ApiResponse Api::delete_device(const ApiRequest& request, std::string_view id_te
     return internal_error("removing a device", removed.error());
   }
   spdlog::info("account {} removed device {}", owner->account_id, id);
+  return {204, {}, {}};
+}
+
+// ---- key directory ----
+
+namespace {
+
+constexpr const char* kPublicKeyText = "must be 33 bytes (0x05 and an X25519 key) in hex or base64";
+
+json signed_prekey_json(const store::SignedPreKey& k) {
+  return {{"id", k.id}, {"public_key", encode_base64(k.public_key)}, {"signature", encode_base64(k.signature)}};
+}
+
+}  // namespace
+
+ApiResponse Api::put_keys(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+
+  const auto spk_it = body->find("signed_pre_key");
+  const bool has_spk = spk_it != body->end() && !spk_it->is_null();
+  const auto otp_it = body->find("one_time_pre_keys");
+  const bool has_otp = otp_it != body->end() && !otp_it->is_null();
+  if (!has_spk && !has_otp) {
+    return error_response(400, "bad_request", "signed_pre_key or one_time_pre_keys is required");
+  }
+  if (has_spk && !spk_it->is_object()) return bad_field_type("signed_pre_key", "an object");
+  if (has_otp && !otp_it->is_array()) return bad_field_type("one_time_pre_keys", "an array");
+  if (has_otp && otp_it->size() > store::kMaxPreKeyBatch) {
+    return error_response(422, "too_many_prekeys", "at most 100 one-time prekeys per upload");
+  }
+
+  std::vector<account::FieldError> errors;
+  store::SignedPreKey spk;
+  if (has_spk) {
+    const auto id = u32_member(*spk_it, "id");
+    if (!id) errors.push_back({"signed_pre_key.id", "Key id must be an integer from 0 to 4294967295"});
+    const auto key_text = string_member(*spk_it, "public_key");
+    auto key = key_text ? decode_identity_key(*key_text) : std::nullopt;
+    if (!key) errors.push_back({"signed_pre_key.public_key", std::string("Public key ") + kPublicKeyText});
+    const auto sig_text = string_member(*spk_it, "signature");
+    auto sig = sig_text ? decode_binary(*sig_text, store::kSignatureBytes) : std::nullopt;
+    if (!sig) errors.push_back({"signed_pre_key.signature", "Signature must be 64 bytes in hex or base64"});
+    if (id && key && sig) spk = {*id, std::move(*key), std::move(*sig), clock_.now_ms()};
+  }
+  std::vector<store::OneTimePreKey> one_time;
+  if (has_otp) {
+    std::set<std::uint32_t> ids;
+    one_time.reserve(otp_it->size());
+    for (std::size_t i = 0; i < otp_it->size(); ++i) {
+      const json& k = (*otp_it)[i];
+      const std::string where = "one_time_pre_keys[" + std::to_string(i) + "]";
+      if (!k.is_object()) {
+        errors.push_back({where, "Each one-time prekey must be an object {id, public_key}"});
+        continue;
+      }
+      const auto id = u32_member(k, "id");
+      if (!id) {
+        errors.push_back({where + ".id", "Key id must be an integer from 0 to 4294967295"});
+      } else if (!ids.insert(*id).second) {
+        errors.push_back({where + ".id", "Key id appears twice in this upload"});
+      }
+      const auto key_text = string_member(k, "public_key");
+      auto key = key_text ? decode_identity_key(*key_text) : std::nullopt;
+      if (!key) errors.push_back({where + ".public_key", std::string("Public key ") + kPublicKeyText});
+      if (id && key) one_time.push_back({*id, std::move(*key)});
+    }
+  }
+  if (!errors.empty()) return invalid_fields(errors);
+
+  if (has_spk) {
+    auto device = with_store([&](store::ServerStore& s) { return s.get_device(owner->account_id, owner->device_id); });
+    if (!device) return internal_error("reading a device", device.error());
+    const auto identity = crypto::PublicKey::deserialize(device->identity_key);
+    if (!identity || !crypto::xeddsa_verify(*identity, spk.public_key, spk.signature)) {
+      return error_response(422, "invalid_signature",
+                            "signed_pre_key.signature is not the device identity key's XEdDSA signature of signed_pre_key.public_key");
+    }
+  }
+
+  auto count = with_store([&](store::ServerStore& s) -> Result<std::int64_t> {
+    if (has_spk) POSTERN_CHECK(s.set_signed_prekey(owner->account_id, owner->device_id, spk));
+    if (!one_time.empty()) POSTERN_CHECK(s.add_one_time_prekeys(owner->account_id, owner->device_id, one_time));
+    return s.one_time_prekey_count(owner->account_id, owner->device_id);
+  });
+  if (!count) return internal_error("storing prekeys", count.error());
+  spdlog::info("account {} device {} uploaded keys (signed prekey: {}, one-time prekeys: {})", owner->account_id,
+               owner->device_id, has_spk, one_time.size());
+  return json_response(200, {{"one_time_pre_keys", *count}});
+}
+
+ApiResponse Api::get_key_count(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  auto result = with_store([&](store::ServerStore& s) -> Result<std::pair<std::int64_t, json>> {
+    POSTERN_TRY(const std::int64_t n, s.one_time_prekey_count(owner->account_id, owner->device_id));
+    auto spk = s.get_signed_prekey(owner->account_id, owner->device_id);
+    if (!spk) {
+      if (spk.error() != store::Errc::not_found) return spk.error();
+      return std::pair{n, json(nullptr)};
+    }
+    return std::pair{n, json(spk->id)};
+  });
+  if (!result) return internal_error("counting prekeys", result.error());
+  return json_response(200, {{"one_time_pre_keys", result->first}, {"signed_pre_key_id", result->second}});
+}
+
+ApiResponse Api::get_keys(const ApiRequest& request, std::string_view id_text) {
+  POSTERN_AUTHENTICATE(owner, request);
+  std::int64_t account_id = 0;
+  const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), account_id);
+  if (ec != std::errc{} || end != id_text.data() + id_text.size() || account_id <= 0) {
+    return error_response(404, "account_not_found", "no such account");
+  }
+  const std::string limiter_key = std::to_string(owner->account_id);
+  if (!key_fetch_per_account_.try_take(limiter_key)) {
+    return too_many_requests(key_fetch_per_account_.retry_after_ms(limiter_key));
+  }
+  auto bundles = with_store([&](store::ServerStore& s) -> Result<std::vector<store::Bundle>> {
+    POSTERN_CHECK(s.get_account(account_id));
+    return s.take_bundles(account_id);
+  });
+  if (!bundles) {
+    if (bundles.error() == store::Errc::not_found) return error_response(404, "account_not_found", "no such account");
+    return internal_error("taking prekey bundles", bundles.error());
+  }
+  if (bundles->empty()) {
+    return error_response(404, "no_keys", "no device of this account has uploaded a signed prekey");
+  }
+  json devices = json::array();
+  for (const auto& b : *bundles) {
+    json otp = nullptr;
+    if (b.one_time_pre_key) {
+      otp = {{"id", b.one_time_pre_key->id}, {"public_key", encode_base64(b.one_time_pre_key->public_key)}};
+    }
+    devices.push_back({{"device_id", b.device_id},
+                       {"registration_id", b.registration_id},
+                       {"identity_key", encode_base64(b.identity_key)},
+                       {"signed_pre_key", signed_prekey_json(b.signed_pre_key)},
+                       {"one_time_pre_key", otp},
+                       {"remaining", b.one_time_pre_keys_left}});
+  }
+  return json_response(200, {{"account_id", account_id}, {"devices", devices}});
+}
+
+// ---- directory ----
+
+ApiResponse Api::get_directory(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const std::string limiter_key = std::to_string(owner->account_id);
+  if (!directory_per_account_.try_take(limiter_key)) {
+    return too_many_requests(directory_per_account_.retry_after_ms(limiter_key));
+  }
+  const auto email_in = query_parameter(request.target, "email");
+  if (!email_in || email_in->empty()) {
+    return error_response(400, "bad_request", "the query parameter email is required (percent-encoded)");
+  }
+  const std::string email = account::normalize_email(*email_in);
+  const auto not_found = [] { return error_response(404, "account_not_found", "no account has this e-mail address"); };
+  if (email.empty() || email.size() > store::kMaxEmailBytes) return not_found();
+  auto found = with_store([&](store::ServerStore& s) -> Result<std::pair<std::int64_t, std::vector<store::Device>>> {
+    POSTERN_TRY(const store::Account a, s.find_account_by_email(email));
+    POSTERN_TRY(auto devices, s.list_devices(a.id));
+    return std::pair{a.id, std::move(devices)};
+  });
+  if (!found) {
+    if (found.error() == store::Errc::not_found) return not_found();
+    return internal_error("looking up an e-mail address", found.error());
+  }
+  json ids = json::array();
+  for (const auto& d : found->second) ids.push_back(d.id);
+  return json_response(200, {{"account_id", found->first}, {"device_ids", ids}});
+}
+
+// ---- account management ----
+
+std::optional<ApiResponse> Api::check_account_password(std::int64_t account_id, const std::string& password) {
+  auto acct = with_store([&](store::ServerStore& s) { return s.get_account(account_id); });
+  if (!acct) return internal_error("reading an account", acct.error());
+  if (!logins_per_account_.try_take(acct->email)) return too_many_requests(logins_per_account_.retry_after_ms(acct->email));
+  if (!account::verify_password(acct->password_hash, password)) {
+    return error_response(403, "wrong_password", "the password is wrong");
+  }
+  return std::nullopt;
+}
+
+ApiResponse Api::put_password(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto old_password = string_member(*body, "old_password");
+  const auto new_password = string_member(*body, "new_password");
+  if (!old_password) return bad_field_type("old_password", "a string");
+  if (!new_password) return bad_field_type("new_password", "a string");
+  if (const std::string_view problem = account::check_password(*new_password); !problem.empty()) {
+    return invalid_fields({{"new_password", std::string(problem)}});
+  }
+  if (auto refused = check_account_password(owner->account_id, *old_password)) return std::move(*refused);
+
+  auto hash = account::hash_password(*new_password, config_.password);
+  if (!hash) return internal_error("hashing a password", hash.error());
+  std::string_view token = request.authorization.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  const auto digest = account::token_hash(token);
+  const std::int64_t now = clock_.now_ms();
+  auto revoked = with_store([&](store::ServerStore& s) -> Result<std::int64_t> {
+    POSTERN_CHECK(s.set_password_hash(owner->account_id, *hash));
+    POSTERN_TRY(const auto devices, s.list_devices(owner->account_id));
+    std::int64_t n = 0;
+    for (const auto& d : devices) {
+      POSTERN_TRY(const std::int64_t deleted, s.delete_device_tokens(owner->account_id, d.id));
+      n += deleted;
+    }
+    // Every token of the account is gone; the one of this request is put back.
+    POSTERN_CHECK(s.put_token(digest, owner->account_id, owner->device_id, now));
+    return n - 1;
+  });
+  if (!revoked) return internal_error("changing a password", revoked.error());
+  spdlog::info("account {} changed its password; {} other session(s) ended", owner->account_id, *revoked);
+  return {204, {}, {}};
+}
+
+ApiResponse Api::delete_account(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto password = string_member(*body, "password");
+  if (!password) return bad_field_type("password", "a string");
+  if (auto refused = check_account_password(owner->account_id, *password)) return std::move(*refused);
+  auto uploads = with_store([&](store::ServerStore& s) { return s.delete_account(owner->account_id); });
+  if (!uploads) return internal_error("deleting an account", uploads.error());
+  spdlog::info("account {} deleted ({} upload record(s))", owner->account_id, uploads->size());
   return {204, {}, {}};
 }
 

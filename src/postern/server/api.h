@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -68,6 +69,15 @@ class Api {
   ApiResponse delete_current_session(const ApiRequest& request);
   ApiResponse get_devices(const ApiRequest& request);
   ApiResponse delete_device(const ApiRequest& request, std::string_view id);
+  ApiResponse put_keys(const ApiRequest& request);
+  ApiResponse get_key_count(const ApiRequest& request);
+  ApiResponse get_keys(const ApiRequest& request, std::string_view account_id);
+  ApiResponse get_directory(const ApiRequest& request);
+  ApiResponse put_password(const ApiRequest& request);
+  ApiResponse delete_account(const ApiRequest& request);
+  // Checks the account's password for a request that changes the account (rate limited like a
+  // login of that account); nullopt when it is right, else the error to answer.
+  std::optional<ApiResponse> check_account_password(std::int64_t account_id, const std::string& password);
 
   // Runs f(store_) under the store lock.
   template <class F>
@@ -87,6 +97,8 @@ class Api {
   account::RateLimiter registrations_per_address_;
   account::RateLimiter logins_per_account_;
   account::RateLimiter logins_per_address_;
+  account::RateLimiter directory_per_account_;
+  account::RateLimiter key_fetch_per_account_;
   std::string dummy_hash_;  // verified when the e-mail is unknown, so both paths cost one Argon2id
 };
 

@@ -180,11 +180,14 @@ void load_config(const std::string& path, ServerConfig& config) {
   }
   if (const auto* s = section(root, "rate_limits")) {
     reject_unknown(*s, "rate_limits.", {"registration_per_address", "challenges_per_address", "login_per_account",
-                                        "login_per_address", "max_keys"});
+                                        "login_per_address", "directory_per_account", "key_fetch_per_account",
+                                        "max_keys"});
     read_limit(*s, "rate_limits.", "registration_per_address", config.rate_limits.registration_per_address);
     read_limit(*s, "rate_limits.", "challenges_per_address", config.rate_limits.challenges_per_address);
     read_limit(*s, "rate_limits.", "login_per_account", config.rate_limits.login_per_account);
     read_limit(*s, "rate_limits.", "login_per_address", config.rate_limits.login_per_address);
+    read_limit(*s, "rate_limits.", "directory_per_account", config.rate_limits.directory_per_account);
+    read_limit(*s, "rate_limits.", "key_fetch_per_account", config.rate_limits.key_fetch_per_account);
     read_int(*s, "rate_limits.", "max_keys", config.rate_limits.max_keys, 1, 100'000'000);
   }
 }

@@ -30,6 +30,10 @@ struct RateLimits {
   account::RateLimit challenges_per_address = account::recommended_limits::kChallengesPerAddress;
   account::RateLimit login_per_account = account::recommended_limits::kLoginPerAccount;
   account::RateLimit login_per_address = account::recommended_limits::kLoginPerAddress;
+  // Authenticated look-ups, per account: GET /v1/directory and GET /v1/keys/{account_id} (each
+  // key fetch consumes the other account's one-time prekeys, so it is bounded like a look-up).
+  account::RateLimit directory_per_account = account::recommended_limits::kDirectoryLookupsPerAccount;
+  account::RateLimit key_fetch_per_account = account::recommended_limits::kDirectoryLookupsPerAccount;
   std::size_t max_keys = account::recommended_limits::kMaxKeys;
 };
 
