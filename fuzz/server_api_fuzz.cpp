@@ -41,11 +41,12 @@ using json = nlohmann::json;
 
 constexpr std::array<std::string_view, 7> kMethods{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"};
 
-constexpr std::array<std::string_view, 16> kRoutes{
+constexpr std::array<std::string_view, 20> kRoutes{
     "/v1/challenge",    "/v1/accounts",       "/v1/sessions",      "/v1/sessions/current",
     "/v1/devices",      "/v1/devices/",       "/v1/keys",          "/v1/keys/count",
     "/v1/keys/",        "/v1/keys/$ACCOUNT",  "/v1/directory",     "/v1/directory?email=",
-    "/v1/account",      "/v1/account/password", "/",               ""};
+    "/v1/account",      "/v1/account/password", "/",               "",
+    "/v1/messages",     "/v1/messages/$ACCOUNT", "/v1/messages/ack", "/v1/messages?after="};
 
 constexpr std::array<std::string_view, 12> kBodies{
     "%s",

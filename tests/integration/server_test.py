@@ -123,14 +123,19 @@ def pin_of(cert_der):
 # ---- the server process ----
 
 class Server:
-    def __init__(self, config_text):
-        self.dir = tempfile.mkdtemp(prefix="postern-it-")
-        DIRS.append(self.dir)
+    def __init__(self, config_text, directory=None):
+        """A new server in a new directory, or (directory given) one restarted on that directory."""
+        if directory is None:
+            self.dir = tempfile.mkdtemp(prefix="postern-it-")
+            DIRS.append(self.dir)
+        else:
+            self.dir = directory
         self.data = os.path.join(self.dir, "data")
         config = os.path.join(self.dir, "server.toml")
-        with open(config, "w") as f:
-            f.write(config_text)
-        self.stderr = open(os.path.join(self.dir, "stderr.log"), "w+")
+        if directory is None:
+            with open(config, "w") as f:
+                f.write(config_text)
+        self.stderr = open(os.path.join(self.dir, "stderr.log"), "a+")
         self.proc = subprocess.Popen([SERVER, "--data", self.data, "--listen", "127.0.0.1:0", "--config", config],
                                      stdout=subprocess.PIPE, stderr=self.stderr)
         PROCS.append(self.proc)
@@ -352,6 +357,7 @@ def main():
     check("logout: again -> 401", status == 401)
 
     keys_directory_and_account(a, account_id)
+    messages()
 
     # --- malformed requests ---
     status, _, resp = a.request("GET", "/v1/nothing")
@@ -620,6 +626,203 @@ def keys_directory_and_account(a, alice_id):
     status, _, resp = a.request("POST", "/v1/accounts", form(email="bob@example.com", pow=pow_for(a)))
     check("delete account: the e-mail can register again with a new id",
           status == 201 and resp["account_id"] not in (bob_id, alice_id), f"{status} {resp}")
+
+
+
+def envelope(device_id, client_id, content=b"ciphertext", type_=1, timestamp=1700000000000, registration_id=None):
+    e = {"device_id": device_id, "type": type_, "content": base64.b64encode(content).decode(),
+         "client_id": client_id, "timestamp": timestamp}
+    if registration_id is not None:
+        e["registration_id"] = registration_id
+    return e
+
+
+def messages():
+    m = Server(TEST_CONFIG + 'sends_per_account = { capacity = 1000, refill_per_second = 100 }\n')
+    alice1 = signup_and_login(m, "ann@example.com", testkeys(), "ann phone")
+    alice2 = login_device(m, "ann@example.com", testkeys(), "ann laptop")
+    bob = signup_and_login(m, "ben@example.com", testkeys(), "ben phone")
+    ta1, ta2, tb = alice1["token"], alice2["token"], bob["token"]
+    a_id, b_id = alice1["account_id"], bob["account_id"]
+
+    # --- send A -> B, fetch, ack ---
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "c-1", b"hello bob")]},
+                                token=ta1)
+    ok = status == 200 and len(resp["messages"]) == 1 and resp["messages"][0]["device_id"] == 1 \
+        and isinstance(resp["messages"][0]["server_id"], int) and resp["messages"][0]["duplicate"] is False
+    check("messages: A sends to B's one device -> 200 with a server id", ok, f"{status} {resp}")
+    sid = resp["messages"][0]["server_id"] if ok else -1
+    status, _, resp = m.request("GET", "/v1/messages", token=tb)
+    got = resp.get("messages", []) if status == 200 else []
+    check("messages: B fetches it (sender, type, content, timestamp, client id) and more=false",
+          status == 200 and resp["more"] is False and len(got) == 1 and got[0]["server_id"] == sid
+          and got[0]["sender_account"] == a_id and got[0]["sender_device"] == 1 and got[0]["type"] == 1
+          and base64.b64decode(got[0]["content"]) == b"hello bob" and got[0]["timestamp"] == 1700000000000
+          and got[0]["client_id"] == "c-1", f"{status} {resp}")
+    status, _, resp = m.request("GET", "/v1/messages", token=ta2)
+    check("messages: another account's device does not see it", status == 200 and resp["messages"] == [],
+          f"{status} {resp}")
+    status, _, _ = m.request("DELETE", f"/v1/messages/{sid}", token=ta2)
+    status2, _, resp = m.request("GET", "/v1/messages", token=tb)
+    check("messages: an ack by another device deletes nothing (204, still queued)",
+          status == 204 and status2 == 200 and len(resp["messages"]) == 1, f"{status} {status2} {resp}")
+    status, _, _ = m.request("DELETE", f"/v1/messages/{sid}", token=tb)
+    check("messages: B acknowledges it -> 204", status == 204, f"{status}")
+    status, _, resp = m.request("GET", "/v1/messages", token=tb)
+    check("messages: after the ack it is gone", status == 200 and resp["messages"] == [] and resp["more"] is False,
+          f"{status} {resp}")
+    status, _, _ = m.request("DELETE", f"/v1/messages/{sid}", token=tb)
+    check("messages: acknowledging again (unknown id) -> idempotent 204", status == 204, f"{status}")
+
+    # --- retried send with the same client id ---
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "c-1", b"hello bob")]},
+                                token=ta1)
+    check("messages: retry of an acknowledged send -> same server id, duplicate, not queued again",
+          status == 200 and resp["messages"][0]["server_id"] == sid and resp["messages"][0]["duplicate"] is True
+          and m.request("GET", "/v1/messages", token=tb)[2]["messages"] == [], f"{status} {resp}")
+    r1 = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "c-2", b"again")]}, token=ta1)
+    r2 = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "c-2", b"again")]}, token=ta1)
+    queued = m.request("GET", "/v1/messages", token=tb)[2]["messages"]
+    check("messages: a retried send with the same client_id is stored once",
+          r1[0] == 200 and r2[0] == 200 and r1[2]["messages"][0]["server_id"] == r2[2]["messages"][0]["server_id"]
+          and r2[2]["messages"][0]["duplicate"] is True and len(queued) == 1, f"{r1} {r2} {queued}")
+    status, _, resp = m.request("POST", "/v1/messages/ack", {"server_ids": [q["server_id"] for q in queued] + [999999]},
+                                token=tb)
+    check("messages: batch ack -> 200 deleted 1 (unknown ids skipped)", status == 200 and resp == {"deleted": 1},
+          f"{status} {resp}")
+
+    # --- device mismatch ---
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "x-1"), envelope(2, "x-1")]},
+                                token=ta1)
+    err = resp.get("error", {}) if isinstance(resp, dict) else {}
+    check("messages: an envelope for a device B lacks -> 409 device_mismatch extra [2]",
+          status == 409 and err.get("code") == "device_mismatch" and err.get("extra_devices") == [2]
+          and err.get("missing_devices") == [], f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{a_id}", {"messages": []}, token=tb)
+    err = resp.get("error", {}) if isinstance(resp, dict) else {}
+    check("messages: no envelope for A's devices -> 409 missing [1, 2]",
+          status == 409 and err.get("code") == "device_mismatch" and err.get("missing_devices") == [1, 2]
+          and err.get("extra_devices") == [], f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "x-2", registration_id=5)]},
+                                token=ta1)
+    check("messages: a stale registration id -> 410 stale_devices [1]",
+          status == 410 and error_code(resp) == "stale_devices" and resp["error"]["stale_devices"] == [1],
+          f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "x-3", registration_id=77)]},
+                                token=ta1)
+    check("messages: the right registration id is accepted", status == 200, f"{status} {resp}")
+    m.request("POST", "/v1/messages/ack", {"server_ids": [resp["messages"][0]["server_id"]]}, token=tb)
+    status, _, resp = m.request("PUT", "/v1/messages/999999", {"messages": []}, token=ta1)
+    check("messages: unknown recipient -> 404 account_not_found",
+          status == 404 and error_code(resp) == "account_not_found", f"{status} {resp}")
+
+    # --- sync to A's own second device ---
+    status, _, resp = m.request("PUT", f"/v1/messages/{a_id}", {"messages": [envelope(1, "s-1")]}, token=ta1)
+    check("messages: sync including the sending device itself -> 409 extra [1]",
+          status == 409 and resp["error"]["extra_devices"] == [1] and resp["error"]["missing_devices"] == [2],
+          f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{a_id}", {"messages": [envelope(2, "s-1", b"sent to bob")]},
+                                token=ta1)
+    check("messages: sync to A's other device -> 200", status == 200 and resp["messages"][0]["device_id"] == 2,
+          f"{status} {resp}")
+    status, _, resp = m.request("GET", "/v1/messages", token=ta2)
+    got = resp.get("messages", []) if status == 200 else []
+    check("messages: A's second device receives the sync from device 1",
+          len(got) == 1 and got[0]["sender_account"] == a_id and got[0]["sender_device"] == 1
+          and base64.b64decode(got[0]["content"]) == b"sent to bob", f"{status} {resp}")
+    m.request("POST", "/v1/messages/ack", {"server_ids": [g["server_id"] for g in got]}, token=ta2)
+    status, _, resp = m.request("GET", "/v1/messages", token=ta1)
+    check("messages: the sending device gets no copy of its own sync", status == 200 and resp["messages"] == [],
+          f"{status} {resp}")
+
+    # --- authentication and validation ---
+    for method, path, body in (("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "u-1")]}),
+                               ("GET", "/v1/messages", None), ("DELETE", "/v1/messages/1", None),
+                               ("POST", "/v1/messages/ack", {"server_ids": [1]})):
+        status, _, resp = m.request(method, path, body)
+        check(f"messages: {method} {path.split('?')[0]} without a token -> 401",
+              status == 401 and error_code(resp) == "unauthorized", f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "big", b"x" * (256 * 1024 + 1))]},
+                                token=ta1)
+    check("messages: content over 256 KiB -> 413 content_too_large",
+          status == 413 and error_code(resp) == "content_too_large", f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "max", b"x" * (256 * 1024))]},
+                                token=ta1)
+    check("messages: content of exactly 256 KiB -> 200", status == 200, f"{status} {resp}")
+    if status == 200:
+        m.request("DELETE", f"/v1/messages/{resp['messages'][0]['server_id']}", token=tb)
+    bad = {"device_id": 0, "type": "x", "content": "!!", "client_id": "", "timestamp": 1.5}
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [bad]}, token=ta1)
+    check("messages: bad envelope fields -> 422 listing each",
+          status == 422 and [f for f, _ in fields_of(resp) or []] ==
+          ["messages[0].device_id", "messages[0].type", "messages[0].timestamp", "messages[0].client_id",
+           "messages[0].content"], f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "d"), envelope(1, "e")]},
+                                token=ta1)
+    check("messages: the same device twice -> 422", status == 422, f"{status} {resp}")
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", raw=b"{", token=ta1)
+    check("messages: malformed JSON -> 400", status == 400 and error_code(resp) == "malformed_json", f"{status}")
+    status, _, resp = m.request("GET", "/v1/messages?limit=0", token=tb)
+    check("messages: limit=0 -> 400", status == 400 and error_code(resp) == "bad_request", f"{status} {resp}")
+    status, _, resp = m.request("GET", "/v1/messages/5", token=tb)
+    check("messages: GET on a message id -> 405 with Allow", status == 405, f"{status} {resp}")
+
+    # --- order of 50 messages from one device, paged ---
+    conn = m.connection()
+    sent_ids = []
+    for i in range(50):
+        body = json.dumps({"messages": [envelope(1, f"o-{i}", f"message {i}".encode())]})
+        conn.request("PUT", f"/v1/messages/{b_id}", body=body,
+                     headers={"Authorization": "Bearer " + ta1, "Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = json.loads(r.read())
+        sent_ids.append(data["messages"][0]["server_id"] if r.status == 200 else None)
+    conn.close()
+    received, after, pages, more = [], 0, 0, True
+    while more and pages < 10:
+        status, _, resp = m.request("GET", f"/v1/messages?after={after}&limit=20", token=tb)
+        if status != 200:
+            break
+        received += resp["messages"]
+        more = resp["more"]
+        after = resp["messages"][-1]["server_id"] if resp["messages"] else after
+        pages += 1
+    check("messages: 50 messages from one device arrive in order, in 3 pages of at most 20",
+          [base64.b64decode(r["content"]).decode() for r in received] == [f"message {i}" for i in range(50)]
+          and [r["server_id"] for r in received] == sent_ids and pages == 3, f"{pages} {len(received)}")
+    status, _, resp = m.request("POST", "/v1/messages/ack", {"server_ids": [r["server_id"] for r in received]},
+                                token=tb)
+    check("messages: batch ack of 50 -> deleted 50", status == 200 and resp == {"deleted": 50}, f"{status} {resp}")
+    check("messages: the queue is drained", m.request("GET", "/v1/messages", token=tb)[2] == {"messages": [],
+                                                                                          "more": False})
+
+    # --- durability: acknowledged sends survive a restart (SIGTERM) ---
+    status, _, resp = m.request("PUT", f"/v1/messages/{b_id}", {"messages": [envelope(1, "r-1", b"persist")]},
+                                token=ta1)
+    check("sigterm: message server exits with 0", m.stop() == 0)
+    m2 = Server(None, directory=m.dir)
+    status, _, resp = m2.request("GET", "/v1/messages", token=tb)
+    check("messages: a queued message survives a restart",
+          status == 200 and [base64.b64decode(r["content"]) for r in resp["messages"]] == [b"persist"],
+          f"{status} {resp}")
+    check("sigterm: restarted message server exits with 0", m2.stop() == 0)
+
+    # --- send rate limit ---
+    r = Server(TEST_CONFIG + 'sends_per_account = { capacity = 3, refill_per_second = 0.001 }\n'
+               '[messages]\nretention_ms = 1000\n')
+    sender = signup_and_login(r, "rate@example.com", testkeys(), "phone")
+    target = signup_and_login(r, "target@example.com", testkeys(), "phone")
+    codes = [r.request("PUT", f"/v1/messages/{target['account_id']}", {"messages": [envelope(1, f"rl-{i}")]},
+                       token=sender["token"])[:2] for i in range(4)]
+    check("rate limit: sends per account -> 200 x3, then 429 with Retry-After",
+          [c for c, _ in codes] == [200, 200, 200, 429] and int(codes[3][1].get("Retry-After", "0")) >= 1,
+          f"{[c for c, _ in codes]}")
+    queued = r.request("GET", "/v1/messages", token=target["token"])[2]["messages"]
+    time.sleep(1.2)
+    status, _, resp = r.request("GET", "/v1/messages", token=target["token"])
+    check("messages: with retention_ms = 1000 the 3 queued envelopes expire unread",
+          len(queued) == 3 and status == 200 and resp["messages"] == [], f"{len(queued)} {status} {resp}")
+    check("sigterm: rate-limit server exits with 0", r.stop() == 0)
 
 
 def restart_login(data, login):

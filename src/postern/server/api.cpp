@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -253,7 +254,13 @@ Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_sec
       logins_per_account_(config.rate_limits.login_per_account, config.rate_limits.max_keys, clock),
       logins_per_address_(config.rate_limits.login_per_address, config.rate_limits.max_keys, clock),
       directory_per_account_(config.rate_limits.directory_per_account, config.rate_limits.max_keys, clock),
-      key_fetch_per_account_(config.rate_limits.key_fetch_per_account, config.rate_limits.max_keys, clock) {
+      key_fetch_per_account_(config.rate_limits.key_fetch_per_account, config.rate_limits.max_keys, clock),
+      sends_per_account_(config.rate_limits.sends_per_account, config.rate_limits.max_keys, clock),
+      committer_(std::make_unique<GroupCommitter>(
+          [this](std::span<const store::Envelope> batch) {
+            return with_store([&](store::ServerStore& s) { return s.enqueue(batch); });
+          },
+          config.messages.max_round_envelopes)) {
   Bytes random(24);
   rng_.fill(random);
   auto dummy = account::hash_password(to_hex(random), config.password);
@@ -270,8 +277,11 @@ std::string_view Api::route_name(std::string_view target) {
   if (path.starts_with("/v1/devices/")) return "/v1/devices/{id}";
   if (path == "/v1/keys/count") return "/v1/keys/count";
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{account_id}";
+  if (path == "/v1/messages/ack") return "/v1/messages/ack";
+  if (path.starts_with("/v1/messages/")) return "/v1/messages/{id}";
   for (std::string_view known : {"/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices",
-                                 "/v1/keys", "/v1/directory", "/v1/account", "/v1/account/password"}) {
+                                 "/v1/keys", "/v1/directory", "/v1/account", "/v1/account/password",
+                                 "/v1/messages"}) {
     if (path == known) return known;
   }
   return "other";
@@ -301,7 +311,18 @@ ApiResponse Api::handle(const ApiRequest& request) {
   if (path == "/v1/directory") return m == "GET" ? get_directory(request) : method_not_allowed("GET");
   if (path == "/v1/account/password") return m == "PUT" ? put_password(request) : method_not_allowed("PUT");
   if (path == "/v1/account") return m == "DELETE" ? delete_account(request) : method_not_allowed("DELETE");
+  if (path == "/v1/messages") return m == "GET" ? get_messages(request) : method_not_allowed("GET");
+  if (path == "/v1/messages/ack") return m == "POST" ? post_message_acks(request) : method_not_allowed("POST");
+  if (path.starts_with("/v1/messages/")) {
+    if (m == "PUT") return put_messages(request, path.substr(13));
+    if (m == "DELETE") return delete_message(request, path.substr(13));
+    return method_not_allowed("PUT, DELETE");
+  }
   return error_response(404, "not_found", "no such resource");
+}
+
+bool Api::is_message_send(std::string_view method, std::string_view target) {
+  return method == "PUT" && route_name(target) == "/v1/messages/{id}";
 }
 
 ApiResponse Api::post_challenge(const ApiRequest& request) {
@@ -737,6 +758,303 @@ ApiResponse Api::delete_account(const ApiRequest& request) {
   if (!uploads) return internal_error("deleting an account", uploads.error());
   spdlog::info("account {} deleted ({} upload record(s))", owner->account_id, uploads->size());
   return {204, {}, {}};
+}
+
+// ---- messages ----
+
+namespace {
+
+constexpr std::size_t kDefaultFetch = 100;
+
+// An integer member within [lo, hi]; nullopt when absent, not an integer or out of range.
+std::optional<std::int64_t> int_member(const json& obj, const char* key, std::int64_t lo, std::int64_t hi) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer()) return std::nullopt;
+  std::int64_t v = 0;
+  if (it->is_number_unsigned()) {
+    const auto u = it->get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+    v = static_cast<std::int64_t>(u);
+  } else {
+    v = it->get<std::int64_t>();
+  }
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+// A positive decimal id in a path segment.
+std::optional<std::int64_t> path_id(std::string_view text) {
+  std::int64_t id = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc{} || end != text.data() + text.size() || id <= 0) return std::nullopt;
+  return id;
+}
+
+// A non-negative decimal query parameter: `fallback` when absent, nullopt when malformed.
+std::optional<std::int64_t> query_int(std::string_view target, std::string_view name, std::int64_t fallback) {
+  const auto text = query_parameter(target, name);
+  if (!text) return fallback;
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (text->empty() || ec != std::errc{} || end != text->data() + text->size() || v < 0) return std::nullopt;
+  return v;
+}
+
+struct Mismatch {
+  std::vector<std::uint32_t> missing;  // devices of the recipient without an envelope
+  std::vector<std::uint32_t> extra;    // envelopes for devices the recipient does not have
+  std::vector<std::uint32_t> stale;    // registration id given and different from the device's
+  bool any() const { return !missing.empty() || !extra.empty(); }
+};
+
+// The recipient's required devices (all of them, minus the sending device when sending to
+// oneself) against the envelopes' device ids.
+Mismatch compare_devices(const std::vector<store::Device>& devices, std::int64_t recipient, const store::TokenOwner& sender,
+                         const std::vector<std::pair<std::uint32_t, std::optional<std::uint32_t>>>& sent) {
+  Mismatch m;
+  std::set<std::uint32_t> required;
+  for (const auto& d : devices) {
+    if (recipient == sender.account_id && d.id == sender.device_id) continue;
+    required.insert(d.id);
+  }
+  std::set<std::uint32_t> given;
+  for (const auto& [id, registration_id] : sent) given.insert(id);
+  for (std::uint32_t id : required) {
+    if (!given.contains(id)) m.missing.push_back(id);
+  }
+  for (std::uint32_t id : given) {
+    if (!required.contains(id)) m.extra.push_back(id);
+  }
+  for (const auto& [id, registration_id] : sent) {
+    if (!registration_id) continue;
+    for (const auto& d : devices) {
+      if (d.id == id && d.registration_id != *registration_id) m.stale.push_back(id);
+    }
+  }
+  return m;
+}
+
+ApiResponse device_mismatch(const Mismatch& m) {
+  json j = {{"error",
+             {{"code", "device_mismatch"},
+              {"message", "the envelopes do not match the recipient's devices"},
+              {"missing_devices", m.missing},
+              {"extra_devices", m.extra}}}};
+  return json_response(409, j);
+}
+
+ApiResponse stale_devices(const Mismatch& m) {
+  json j = {{"error",
+             {{"code", "stale_devices"},
+              {"message", "some devices were re-registered; fetch their keys again"},
+              {"stale_devices", m.stale}}}};
+  return json_response(410, j);
+}
+
+}  // namespace
+
+void Api::purge_expired(std::int64_t now_ms, bool force) {
+  std::int64_t last = last_purge_ms_.load();
+  if (!force && now_ms - last < config_.messages.purge_interval_ms) return;
+  if (!last_purge_ms_.compare_exchange_strong(last, now_ms) && !force) return;  // another thread purges
+  auto purged = with_store([&](store::ServerStore& s) { return s.purge_expired_messages(now_ms); });
+  if (!purged) {
+    spdlog::warn("purging expired envelopes: {}", purged.error().message());
+  } else if (*purged > 0) {
+    spdlog::info("purged {} expired envelope(s)", *purged);
+  }
+}
+
+ApiResponse Api::put_messages(const ApiRequest& request, std::string_view id_text) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto recipient = path_id(id_text);
+  if (!recipient) return error_response(404, "account_not_found", "no such account");
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto list = body->find("messages");
+  if (list == body->end() || !list->is_array()) return bad_field_type("messages", "an array");
+
+  const std::int64_t now = clock_.now_ms();
+  std::vector<account::FieldError> errors;
+  std::vector<store::Envelope> envelopes;
+  std::vector<std::pair<std::uint32_t, std::optional<std::uint32_t>>> sent;  // device id, registration id
+  std::set<std::uint32_t> seen;
+  envelopes.reserve(list->size());
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const json& m = (*list)[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) {
+      errors.push_back({where, "Each message must be an object"});
+      continue;
+    }
+    store::Envelope e;
+    const auto device = int_member(m, "device_id", 1, 0xffffffffLL);
+    if (!device) {
+      errors.push_back({where + ".device_id", "Device id must be an integer from 1 to 4294967295"});
+    } else if (!seen.insert(static_cast<std::uint32_t>(*device)).second) {
+      errors.push_back({where + ".device_id", "Device id appears twice in this send"});
+    }
+    std::optional<std::uint32_t> registration_id;
+    if (const auto it = m.find("registration_id"); it != m.end() && !it->is_null()) {
+      const auto r = int_member(m, "registration_id", 0, 0xffffffffLL);
+      if (!r) {
+        errors.push_back({where + ".registration_id", "Registration id must be an integer from 0 to 4294967295"});
+      } else {
+        registration_id = static_cast<std::uint32_t>(*r);
+      }
+    }
+    const auto type = int_member(m, "type", std::numeric_limits<std::int32_t>::min(),
+                                 std::numeric_limits<std::int32_t>::max());
+    if (!type) errors.push_back({where + ".type", "Type must be a 32-bit integer"});
+    const auto timestamp = int_member(m, "timestamp", std::numeric_limits<std::int64_t>::min(),
+                                      std::numeric_limits<std::int64_t>::max());
+    if (!timestamp) errors.push_back({where + ".timestamp", "Timestamp must be an integer (milliseconds)"});
+    const auto client_id = string_member(m, "client_id");
+    if (!client_id || client_id->empty() || client_id->size() > store::kMaxClientIdBytes) {
+      errors.push_back({where + ".client_id", "Client id must be a string of 1 to 64 bytes"});
+    }
+    const auto content_text = string_member(m, "content");
+    auto content = content_text ? decode_base64(*content_text) : std::nullopt;
+    if (!content) {
+      errors.push_back({where + ".content", "Content must be base64"});
+    } else if (content->size() > store::kMaxEnvelopeContentBytes) {
+      return error_response(413, "content_too_large", where + ".content is over 256 KiB (262144 bytes) decoded");
+    }
+    if (!errors.empty()) continue;
+    e.recipient_account = *recipient;
+    e.recipient_device = static_cast<std::uint32_t>(*device);
+    e.sender_account = owner->account_id;
+    e.sender_device = owner->device_id;
+    e.client_id = Bytes(client_id->begin(), client_id->end());
+    e.type = static_cast<std::int32_t>(*type);
+    e.timestamp_ms = *timestamp;
+    e.content = std::move(*content);
+    e.expires_ms = now > std::numeric_limits<std::int64_t>::max() - config_.messages.retention_ms
+                       ? std::numeric_limits<std::int64_t>::max()
+                       : now + config_.messages.retention_ms;
+    envelopes.push_back(std::move(e));
+    sent.emplace_back(static_cast<std::uint32_t>(*device), registration_id);
+  }
+  if (!errors.empty()) return invalid_fields(errors);
+
+  const std::string limiter_key = std::to_string(owner->account_id);
+  const double cost = static_cast<double>(envelopes.empty() ? 1 : envelopes.size());
+  if (!sends_per_account_.try_take(limiter_key, cost)) {
+    return too_many_requests(sends_per_account_.retry_after_ms(limiter_key, cost));
+  }
+
+  const auto check_devices = [&]() -> Result<Mismatch> {
+    return with_store([&](store::ServerStore& s) -> Result<Mismatch> {
+      POSTERN_CHECK(s.get_account(*recipient));
+      POSTERN_TRY(const auto devices, s.list_devices(*recipient));
+      return compare_devices(devices, *recipient, *owner, sent);
+    });
+  };
+  auto mismatch = check_devices();
+  if (!mismatch) {
+    if (mismatch.error() == store::Errc::not_found) return error_response(404, "account_not_found", "no such account");
+    return internal_error("listing a recipient's devices", mismatch.error());
+  }
+  if (mismatch->any()) return device_mismatch(*mismatch);
+  if (!mismatch->stale.empty()) return stale_devices(*mismatch);
+
+  auto stored = committer_->submit(std::move(envelopes));
+  if (!stored && stored.error() == store::Errc::not_found) {
+    // A device (or the account) went away between the check and the commit.
+    auto again = check_devices();
+    if (!again && again.error() == store::Errc::not_found) {
+      return error_response(404, "account_not_found", "no such account");
+    }
+    if (again && again->any()) return device_mismatch(*again);
+  }
+  if (!stored) return internal_error("storing envelopes", stored.error());
+
+  json results = json::array();
+  std::size_t fresh = 0;
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    const auto& r = (*stored)[i];
+    const std::uint32_t device = sent[i].first;
+    results.push_back({{"device_id", device}, {"server_id", r.server_id}, {"duplicate", r.duplicate}});
+    if (r.duplicate) continue;
+    ++fresh;
+    for (DeliveryNotifier* n : notifiers_) n->on_enqueued(*recipient, device, r.server_id);
+  }
+  spdlog::debug("account {} device {} sent {} envelope(s) to account {} ({} new)", owner->account_id,
+                owner->device_id, sent.size(), *recipient, fresh);
+  return json_response(200, {{"messages", results}});
+}
+
+ApiResponse Api::get_messages(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto after = query_int(request.target, "after", 0);
+  const auto limit = query_int(request.target, "limit", static_cast<std::int64_t>(kDefaultFetch));
+  if (!after) return error_response(400, "bad_request", "after must be a non-negative integer");
+  if (!limit || *limit < 1 || static_cast<std::uint64_t>(*limit) > config_.messages.max_fetch) {
+    return error_response(400, "bad_request",
+                          "limit must be an integer from 1 to " + std::to_string(config_.messages.max_fetch));
+  }
+  const std::int64_t now = clock_.now_ms();
+  purge_expired(now, false);
+  const auto n = static_cast<std::size_t>(*limit);
+  const auto fetch = [&] {
+    return with_store([&](store::ServerStore& s) { return s.fetch(owner->account_id, owner->device_id, *after, n + 1); });
+  };
+  auto envelopes = fetch();
+  if (envelopes) {
+    bool expired = false;
+    for (const auto& e : *envelopes) expired = expired || e.envelope.expires_ms <= now;
+    if (expired) {  // never hand out an expired envelope: purge now and read again
+      purge_expired(now, true);
+      envelopes = fetch();
+    }
+  }
+  if (!envelopes) return internal_error("fetching envelopes", envelopes.error());
+  const bool more = envelopes->size() > n;
+  if (more) envelopes->resize(n);
+  json list = json::array();
+  for (const auto& se : *envelopes) {
+    const auto& e = se.envelope;
+    list.push_back({{"server_id", se.server_id},
+                    {"sender_account", e.sender_account},
+                    {"sender_device", e.sender_device},
+                    {"type", e.type},
+                    {"content", encode_base64(e.content)},
+                    {"timestamp", e.timestamp_ms},
+                    {"client_id", std::string(e.client_id.begin(), e.client_id.end())}});
+  }
+  return json_response(200, {{"messages", list}, {"more", more}});
+}
+
+ApiResponse Api::delete_message(const ApiRequest& request, std::string_view id_text) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto id = path_id(id_text);
+  if (!id) return error_response(404, "not_found", "a server id is a positive integer");
+  auto acked = with_store([&](store::ServerStore& s) { return s.ack(owner->account_id, owner->device_id, *id); });
+  if (!acked) return internal_error("acknowledging an envelope", acked.error());
+  return {204, {}, {}};  // idempotent: an unknown or already acknowledged id is not an error
+}
+
+ApiResponse Api::post_message_acks(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto ids = body->find("server_ids");
+  if (ids == body->end() || !ids->is_array()) return bad_field_type("server_ids", "an array");
+  if (ids->size() > config_.messages.max_fetch) {
+    return error_response(422, "too_many_ids",
+                          "at most " + std::to_string(config_.messages.max_fetch) + " server ids per acknowledgement");
+  }
+  std::vector<store::AckRef> refs;
+  refs.reserve(ids->size());
+  for (const json& v : *ids) {
+    const json holder = {{"id", v}};
+    const auto id = int_member(holder, "id", 1, std::numeric_limits<std::int64_t>::max());
+    if (!id) return bad_field_type("server_ids", "an array of positive integers");
+    refs.push_back({owner->account_id, owner->device_id, *id});
+  }
+  auto deleted = with_store([&](store::ServerStore& s) { return s.ack_batch(refs); });
+  if (!deleted) return internal_error("acknowledging envelopes", deleted.error());
+  return json_response(200, {{"deleted", *deleted}});
 }
 
 }  // namespace postern::server

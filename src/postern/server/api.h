@@ -11,6 +11,7 @@
 // a password; the rate limiters and the proof of work are thread-safe on their own.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "postern/account/rate_limit.h"
 #include "postern/crypto/random.h"
 #include "postern/server/config.h"
+#include "postern/server/group_committer.h"
 #include "postern/store/server_store.h"
 #include "postern/util/clock.h"
 
@@ -46,6 +48,18 @@ struct ApiResponse {
 // {"error": {"code": code, "message": message}} with the status.
 ApiResponse error_response(unsigned status, std::string_view code, std::string_view message);
 
+// Told of every envelope that became durable in a recipient device's queue (not of duplicates of
+// a retried send). The WebSocket delivery layer registers one to push the envelope at once to the
+// device if it is connected; until such a layer exists no observer is registered, and offline
+// delivery through GET /v1/messages is the only path. Called on the thread of the send request,
+// after the store commit and before the sender gets its answer; it must not block (hand the work
+// to the transport's own executor) and must not throw.
+class DeliveryNotifier {
+ public:
+  virtual ~DeliveryNotifier() = default;
+  virtual void on_enqueued(std::int64_t account_id, std::uint32_t device_id, std::int64_t server_id) noexcept = 0;
+};
+
 class Api {
  public:
   // `pow_secret`: the server secret of the proof of work (kept in the data directory).
@@ -59,6 +73,14 @@ class Api {
 
   // The route name for logs: the path with ids replaced ("/v1/devices/{id}"), or "other".
   static std::string_view route_name(std::string_view target);
+  // Whether the request is a message send, whose body may be up to HttpLimits::message_body_bytes
+  // (every other request's body is limited to HttpLimits::body_bytes).
+  static bool is_message_send(std::string_view method, std::string_view target);
+
+  // Registers an observer of durable enqueues (see DeliveryNotifier). Call before requests are
+  // served (the list is read without a lock); the observer must outlive the Api.
+  void add_delivery_notifier(DeliveryNotifier& notifier) { notifiers_.push_back(&notifier); }
+  GroupCommitter::Stats group_commit_stats() const { return committer_->stats(); }
 
  private:
   class StoreUsedChallenges;
@@ -75,6 +97,12 @@ class Api {
   ApiResponse get_directory(const ApiRequest& request);
   ApiResponse put_password(const ApiRequest& request);
   ApiResponse delete_account(const ApiRequest& request);
+  ApiResponse put_messages(const ApiRequest& request, std::string_view account_id);
+  ApiResponse get_messages(const ApiRequest& request);
+  ApiResponse delete_message(const ApiRequest& request, std::string_view server_id);
+  ApiResponse post_message_acks(const ApiRequest& request);
+  // Purges expired envelopes when the last purge is purge_interval_ms old (or `force`).
+  void purge_expired(std::int64_t now_ms, bool force);
   // Checks the account's password for a request that changes the account (rate limited like a
   // login of that account); nullopt when it is right, else the error to answer.
   std::optional<ApiResponse> check_account_password(std::int64_t account_id, const std::string& password);
@@ -99,7 +127,12 @@ class Api {
   account::RateLimiter logins_per_address_;
   account::RateLimiter directory_per_account_;
   account::RateLimiter key_fetch_per_account_;
+  account::RateLimiter sends_per_account_;
+  std::vector<DeliveryNotifier*> notifiers_;
+  std::atomic<std::int64_t> last_purge_ms_{0};
   std::string dummy_hash_;  // verified when the e-mail is unknown, so both paths cost one Argon2id
+  // Last member: destroyed first, so its thread stops while everything it uses still exists.
+  std::unique_ptr<GroupCommitter> committer_;
 };
 
 }  // namespace postern::server

@@ -127,7 +127,7 @@ void load_config(const std::string& path, ServerConfig& config) {
   } catch (const toml::parse_error& e) {
     throw std::runtime_error("config: " + path + ": " + std::string(e.description()));
   }
-  reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits"});
+  reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits", "messages"});
 
   if (const auto* s = section(root, "server")) {
     reject_unknown(*s, "server.", {"listen", "admin_listen", "public_host", "worker_threads", "io_threads"});
@@ -157,9 +157,11 @@ void load_config(const std::string& path, ServerConfig& config) {
   }
   if (const auto* s = section(root, "http")) {
     reject_unknown(*s, "http.", {"max_header_bytes", "max_body_bytes", "handshake_timeout_ms", "read_timeout_ms",
-                                 "idle_timeout_ms", "write_timeout_ms", "shutdown_grace_ms", "max_connections"});
+                                 "idle_timeout_ms", "write_timeout_ms", "shutdown_grace_ms", "max_connections",
+                                 "max_message_body_bytes"});
     read_int(*s, "http.", "max_header_bytes", config.http.header_bytes, 1024, 1024 * 1024);
     read_int(*s, "http.", "max_body_bytes", config.http.body_bytes, 1024, 16 * 1024 * 1024);
+    read_int(*s, "http.", "max_message_body_bytes", config.http.message_body_bytes, 1024, 256LL * 1024 * 1024);
     read_ms(*s, "http.", "handshake_timeout_ms", config.http.handshake_timeout);
     read_ms(*s, "http.", "read_timeout_ms", config.http.read_timeout);
     read_ms(*s, "http.", "idle_timeout_ms", config.http.idle_timeout);
@@ -181,14 +183,22 @@ void load_config(const std::string& path, ServerConfig& config) {
   if (const auto* s = section(root, "rate_limits")) {
     reject_unknown(*s, "rate_limits.", {"registration_per_address", "challenges_per_address", "login_per_account",
                                         "login_per_address", "directory_per_account", "key_fetch_per_account",
-                                        "max_keys"});
+                                        "sends_per_account", "max_keys"});
     read_limit(*s, "rate_limits.", "registration_per_address", config.rate_limits.registration_per_address);
     read_limit(*s, "rate_limits.", "challenges_per_address", config.rate_limits.challenges_per_address);
     read_limit(*s, "rate_limits.", "login_per_account", config.rate_limits.login_per_account);
     read_limit(*s, "rate_limits.", "login_per_address", config.rate_limits.login_per_address);
     read_limit(*s, "rate_limits.", "directory_per_account", config.rate_limits.directory_per_account);
     read_limit(*s, "rate_limits.", "key_fetch_per_account", config.rate_limits.key_fetch_per_account);
+    read_limit(*s, "rate_limits.", "sends_per_account", config.rate_limits.sends_per_account);
     read_int(*s, "rate_limits.", "max_keys", config.rate_limits.max_keys, 1, 100'000'000);
+  }
+  if (const auto* s = section(root, "messages")) {
+    reject_unknown(*s, "messages.", {"retention_ms", "purge_interval_ms", "max_round_envelopes", "max_fetch"});
+    read_int(*s, "messages.", "retention_ms", config.messages.retention_ms, 1000, 3650LL * 24 * 3600 * 1000);
+    read_int(*s, "messages.", "purge_interval_ms", config.messages.purge_interval_ms, 0, 24LL * 3600 * 1000);
+    read_int(*s, "messages.", "max_round_envelopes", config.messages.max_round_envelopes, 1, 1'000'000);
+    read_int(*s, "messages.", "max_fetch", config.messages.max_fetch, 1, 100'000);
   }
 }
 

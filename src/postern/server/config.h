@@ -35,17 +35,30 @@ struct RateLimits {
   account::RateLimit directory_per_account = account::recommended_limits::kDirectoryLookupsPerAccount;
   account::RateLimit key_fetch_per_account = account::recommended_limits::kDirectoryLookupsPerAccount;
   std::size_t max_keys = account::recommended_limits::kMaxKeys;
+  // Envelopes sent, per sending account: a PUT /v1/messages costs one token per envelope.
+  // (Declared last so that existing aggregate initialisers keep their meaning.)
+  account::RateLimit sends_per_account = account::recommended_limits::kSendsPerAccount;
 };
 
 struct HttpLimits {
   std::uint32_t header_bytes = 8 * 1024;
   std::uint64_t body_bytes = 64 * 1024;  // JSON bodies
+  // PUT /v1/messages/{account_id} only: one envelope per recipient device, each up to 256 KiB of
+  // ciphertext (about 342 KiB in base64), so this bounds the devices one send can reach.
+  std::uint64_t message_body_bytes = 4 * 1024 * 1024;
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds read_timeout{15'000};  // from the first header byte to the end of the body
   std::chrono::milliseconds idle_timeout{60'000};  // waiting for the next request on a kept-alive connection
   std::chrono::milliseconds write_timeout{15'000};
   std::chrono::milliseconds shutdown_grace{10'000};  // SIGTERM: longest wait for in-flight requests
   std::size_t max_connections = 10'000;
+};
+
+struct MessageLimits {
+  std::int64_t retention_ms = 30LL * 24 * 3600 * 1000;  // an envelope not acknowledged by then is dropped
+  std::int64_t purge_interval_ms = 60'000;             // least time between two purges of expired envelopes
+  std::size_t max_round_envelopes = 4096;              // group commit: envelopes per transaction at most
+  std::size_t max_fetch = 1000;                        // GET /v1/messages: the largest limit
 };
 
 struct ServerConfig {
@@ -62,6 +75,7 @@ struct ServerConfig {
   account::PasswordHashParams password{};
   RateLimits rate_limits{};
   HttpLimits http{};
+  MessageLimits messages{};
   unsigned worker_threads = 2;  // blocking work: Argon2id and the store
   unsigned io_threads = 2;
 };

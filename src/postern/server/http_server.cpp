@@ -1,5 +1,6 @@
 #include "postern/server/http_server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -223,13 +224,25 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     while (!stopping) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(limits.header_bytes);
-      parser.body_limit(limits.body_bytes);
+      // The larger of the two limits until the header names the route (Beast checks a
+      // Content-Length against the limit as soon as the header is complete).
+      parser.body_limit(std::max(limits.body_bytes, limits.message_body_bytes));
       state->idle = true;
       beast::get_lowest_layer(stream).expires_after(limits.idle_timeout);
       auto [ec, header_bytes] =
           co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
       (void)header_bytes;
       state->idle = false;
+      const auto& head = parser.get();
+      if (!ec && !Api::is_message_send(std::string_view(head.method_string().data(), head.method_string().size()),
+                                       std::string_view(head.target().data(), head.target().size()))) {
+        const auto length = parser.content_length();
+        if (length && *length > limits.body_bytes) {
+          ec = http::error::body_limit;
+        } else {
+          parser.body_limit(limits.body_bytes);  // nothing of the body is read yet
+        }
+      }
       if (!ec && !parser.is_done()) {
         beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
         std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
