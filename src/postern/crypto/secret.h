@@ -56,6 +56,8 @@ class SecretBytes {
   SecretBytes() = default;
   explicit SecretBytes(std::size_t n) : bytes_(n, 0) {}
   explicit SecretBytes(ByteView from) : bytes_(from.begin(), from.end()) {}
+  // Takes over a buffer that already holds a secret (e.g. a serialised session record).
+  explicit SecretBytes(Bytes&& from) noexcept : bytes_(std::move(from)) {}
   SecretBytes(const SecretBytes&) = default;
   SecretBytes& operator=(const SecretBytes& other) {
     if (this != &other) {

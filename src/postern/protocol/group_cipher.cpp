@@ -4,6 +4,7 @@
 
 #include "postern/crypto/aes_cbc.h"
 #include "postern/crypto/hkdf.h"
+#include "postern/crypto/secret.h"
 #include "postern/crypto/xeddsa.h"
 #include "postern/protocol/errors.h"
 #include "postern/protocol/sender_key_record.h"
@@ -31,7 +32,8 @@ GroupKeys derive_group_keys(const MessageKeySeed& seed) {
 Result<std::optional<SenderKeyRecord>> load(SenderKeyStore& store, const SenderKeyName& name) {
   POSTERN_TRY(std::optional<Bytes> bytes, store.load_sender_key(name));
   if (!bytes) return std::optional<SenderKeyRecord>{};
-  POSTERN_TRY(SenderKeyRecord record, SenderKeyRecord::deserialize(*bytes));
+  const crypto::SecretBytes stored(std::move(*bytes));  // wiped once parsed
+  POSTERN_TRY(SenderKeyRecord record, SenderKeyRecord::deserialize(stored.view()));
   return std::optional<SenderKeyRecord>{std::move(record)};
 }
 
@@ -54,7 +56,7 @@ Result<SenderKeyDistributionMessage> create_sender_key_distribution(SenderKeySto
     s.signing_private = std::move(signing.private_key);
     record = SenderKeyRecord{};
     record.add_state(std::move(s));
-    POSTERN_CHECK(store.store_sender_key(name, record.serialize()));
+    POSTERN_CHECK(store.store_sender_key(name, crypto::SecretBytes(record.serialize()).view()));
   }
   const SenderKeyState& s = record.newest();
   return SenderKeyDistributionMessage::create(s.key_id, s.iteration, s.chain_key.view(), s.signing_public);
@@ -80,7 +82,7 @@ Status process_sender_key_distribution(SenderKeyStore& store, const SenderKeyNam
   s.signing_public = message.signing_key();
   s.signing_edwards_y = edwards_y;
   record.add_state(std::move(s));
-  return store.store_sender_key(name, record.serialize());
+  return store.store_sender_key(name, crypto::SecretBytes(record.serialize()).view());
 }
 
 Result<Bytes> GroupCipher::encrypt(ByteView plaintext) {
@@ -97,7 +99,7 @@ Result<Bytes> GroupCipher::encrypt(ByteView plaintext) {
   SenderKeyMessage message = SenderKeyMessage::create(s.key_id, s.iteration, body, signer, rng_);
   s.chain_key = step.next;
   ++s.iteration;
-  POSTERN_CHECK(store_.store_sender_key(name_, record->serialize()));
+  POSTERN_CHECK(store_.store_sender_key(name_, crypto::SecretBytes(record->serialize()).view()));
   return message.serialized();
 }
 
@@ -116,7 +118,7 @@ Result<Bytes> GroupCipher::decrypt(ByteView serialized) {
   if (!plaintext) return Errc::invalid_message;
 
   std::move(lookup).commit(ChainCursor{s->chain_key, s->iteration, s->skipped});
-  POSTERN_CHECK(store_.store_sender_key(name_, record->serialize()));
+  POSTERN_CHECK(store_.store_sender_key(name_, crypto::SecretBytes(record->serialize()).view()));
   return std::move(plaintext).value();
 }
 

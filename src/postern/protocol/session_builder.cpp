@@ -1,5 +1,6 @@
 #include "postern/protocol/session_builder.h"
 
+#include "postern/crypto/secret.h"
 #include "postern/protocol/detail/x3dh.h"
 #include "postern/protocol/errors.h"
 #include "postern/protocol/session_record.h"
@@ -17,7 +18,8 @@ Status process_pre_key_bundle(SessionStores stores, const ProtocolAddress& remot
   POSTERN_TRY(std::optional<Bytes> stored, stores.sessions.load_session(remote));
   SessionRecord record;
   if (stored) {
-    POSTERN_TRY(record, SessionRecord::deserialize(*stored));
+    const crypto::SecretBytes blob(std::move(*stored));  // wiped once parsed
+    POSTERN_TRY(record, SessionRecord::deserialize(blob.view()));
   }
   POSTERN_TRY(IdentityKeyPair ours, stores.identity.identity_key_pair());
   POSTERN_TRY(std::uint32_t local_registration_id, stores.identity.local_registration_id());
@@ -31,7 +33,7 @@ Status process_pre_key_bundle(SessionStores stores, const ProtocolAddress& remot
   state.alice_base_key = base_key.public_key;
   record.promote_state(std::move(state));
 
-  POSTERN_CHECK(stores.sessions.store_session(remote, record.serialize()));
+  POSTERN_CHECK(stores.sessions.store_session(remote, crypto::SecretBytes(record.serialize()).view()));
   POSTERN_TRY(bool replaced, stores.identity.save_identity(remote, bundle.identity_key));
   (void)replaced;
   return {};

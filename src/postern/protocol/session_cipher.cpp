@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "postern/crypto/aes_cbc.h"
+#include "postern/crypto/secret.h"
 #include "postern/protocol/detail/x3dh.h"
 #include "postern/protocol/errors.h"
 #include "postern/protocol/session_record.h"
@@ -13,7 +14,8 @@ namespace {
 Result<std::optional<SessionRecord>> load_record(SessionStore& store, const ProtocolAddress& address) {
   POSTERN_TRY(std::optional<Bytes> bytes, store.load_session(address));
   if (!bytes) return std::optional<SessionRecord>{};
-  POSTERN_TRY(SessionRecord record, SessionRecord::deserialize(*bytes));
+  const crypto::SecretBytes stored(std::move(*bytes));  // wiped once parsed
+  POSTERN_TRY(SessionRecord record, SessionRecord::deserialize(stored.view()));
   return std::optional<SessionRecord>{std::move(record)};
 }
 
@@ -125,7 +127,7 @@ Result<CiphertextMessage> SessionCipher::encrypt(ByteView plaintext) {
   }
   state.sender_chain_key = step.next;
   ++state.sender_chain_index;
-  POSTERN_CHECK(stores_.sessions.store_session(remote_, record->serialize()));
+  POSTERN_CHECK(stores_.sessions.store_session(remote_, crypto::SecretBytes(record->serialize()).view()));
   return out;
 }
 
@@ -151,7 +153,7 @@ Result<Bytes> SessionCipher::decrypt(const SignalMessage& message) {
   POSTERN_TRY(bool trusted, stores_.identity.is_trusted_identity(remote_, record->current().remote_identity,
                                                                  Direction::receiving));
   if (!trusted) return Errc::untrusted_identity;
-  POSTERN_CHECK(stores_.sessions.store_session(remote_, record->serialize()));
+  POSTERN_CHECK(stores_.sessions.store_session(remote_, crypto::SecretBytes(record->serialize()).view()));
   return plaintext;
 }
 
@@ -190,7 +192,7 @@ Result<Bytes> SessionCipher::decrypt(const PreKeySignalMessage& message) {
   }
 
   POSTERN_TRY(Bytes plaintext, decrypt_with_record(record, message.message(), rng_));
-  POSTERN_CHECK(stores_.sessions.store_session(remote_, record.serialize()));
+  POSTERN_CHECK(stores_.sessions.store_session(remote_, crypto::SecretBytes(record.serialize()).view()));
   POSTERN_TRY(bool replaced, stores_.identity.save_identity(remote_, message.identity_key()));
   (void)replaced;
   if (used_pre_key) POSTERN_CHECK(stores_.pre_keys.remove_pre_key(*used_pre_key));
