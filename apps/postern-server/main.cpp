@@ -25,9 +25,12 @@
 
 #include "postern/account/password.h"
 #include "postern/crypto/random.h"
+#include "postern/server/admin_server.h"
 #include "postern/server/api.h"
+#include "postern/server/attachments.h"
 #include "postern/server/config.h"
 #include "postern/server/data_dir.h"
+#include "postern/server/delivery_hub.h"
 #include "postern/server/http_server.h"
 #include "postern/server/tls_identity.h"
 #include "postern/store/sqlite_server_store.h"
@@ -54,7 +57,8 @@ int run(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--data", data_dir, "data directory (created on first start)")->capture_default_str();
   app.add_option("--listen", listen, "HOST:PORT of the TLS listener (default 0.0.0.0:8443; port 0: any)");
-  app.add_option("--admin-listen", admin_listen, "HOST:PORT of the admin listener (reserved: not served yet)");
+  app.add_option("--admin-listen", admin_listen,
+                 "HOST:PORT of the admin listener, HTTP /metrics and /healthz (default 127.0.0.1:9090)");
   app.add_option("--config", config_file, "TOML configuration file (see docs/protocol.md)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--version", version, "print the version and exit");
@@ -107,11 +111,30 @@ int run(int argc, char** argv) {
 
   SystemClock clock;
   Api api(**store, config, secret->view(), clock, rng);
+  // Attachments use a store connection of their own (one connection is not shared between threads).
+  auto attachment_store = store::SqliteServerStore::open(dir + "postern.db");
+  if (!attachment_store) die("opening " + dir + "postern.db", attachment_store.error());
+  AttachmentService attachments(**attachment_store, config.attachments, dir + "attachments", api.metrics(), clock, rng);
+  if (auto s = attachments.open_directory(); !s) die("creating " + dir + "attachments", s.error());
+  api.set_upload_files_deleter([&attachments](const std::vector<std::string>& ids) { attachments.delete_files(ids); });
   boost::asio::io_context io(static_cast<int>(config.io_threads));
   boost::asio::thread_pool workers(config.worker_threads);
-  HttpServer server(io, **tls, workers, api, config.http);
+  DeliveryHub delivery(workers, api, config);
+  HttpServer server(io, **tls, workers, api, config.http, &attachments, &delivery);
   auto bound = server.listen(config.listen);
   if (!bound) die("listening on " + format_host_port(config.listen.host, config.listen.port), bound.error());
+  const auto started = std::chrono::steady_clock::now();
+  AdminServer admin(io, [&api, &server, started] { return render_server_metrics(api, server, started); });
+  auto admin_bound = admin.listen(config.admin_listen);
+  if (!admin_bound) {
+    const std::string at = format_host_port(config.admin_listen.host, config.admin_listen.port);
+    // Only an address that was asked for is worth failing the start for; the default one may be
+    // taken by another instance on the same host (tests, a second server).
+    if (at != format_host_port(ServerConfig{}.admin_listen.host, ServerConfig{}.admin_listen.port)) {
+      die("admin listening on " + at, admin_bound.error());
+    }
+    spdlog::warn("admin listener not started: {}: {}", at, admin_bound.error().message());
+  }
 
   const std::string invite = "postern://" + format_host_port(host, bound->port) + "?pin=" + *pin + "\n";
   if (auto s = write_file_atomically(dir + "invite.txt", invite, 0644); !s) die("writing invite.txt", s.error());
@@ -138,11 +161,17 @@ int run(int argc, char** argv) {
     spdlog::info("signal {}: stopping", signal);
     deadline = std::chrono::steady_clock::now() + config.http.shutdown_grace;
     server.shutdown();
+    admin.shutdown();
+    delivery.shutdown();
     wait_for_drain();
   });
   server.start();
   spdlog::info("postern-server {} data={} pin={}", POSTERN_VERSION, config.data_dir, *pin);
   std::printf("listening on %s\n", format_host_port(bound->host, bound->port).c_str());
+  if (admin_bound) {
+    admin.start();
+    std::printf("admin listening on %s\n", format_host_port(admin_bound->host, admin_bound->port).c_str());
+  }
   std::fflush(stdout);
 
   std::vector<std::thread> threads;
@@ -150,6 +179,7 @@ int run(int argc, char** argv) {
   io.run();
   for (auto& t : threads) t.join();
   workers.join();
+  api.stop();  // the last group commits, before the delivery hub they notify goes
   spdlog::info("stopped");
   return 0;
 }

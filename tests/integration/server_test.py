@@ -13,21 +13,15 @@ import http.client
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import time
 
-SERVER = sys.argv[1] if len(sys.argv) > 1 else "postern-server"
-TESTKEYS = sys.argv[2] if len(sys.argv) > 2 else "postern-testkeys"
-PASSED = 0
-FAILED = 0
-PROCS = []
-DIRS = []
+from harness import (PATHS, PROCS, Server, b64, check, error_code, form, login_device, pow_for, run_main,
+                     signup_and_login, solve, testkeys)
+
 
 TEST_CONFIG = """
 [pow]
@@ -77,16 +71,6 @@ FUTURE_TEXT = "Date of birth cannot be in the future"
 IDENTITY_KEY = "05" + "11" * 32
 
 
-def check(name, condition, detail=""):
-    global PASSED, FAILED
-    if condition:
-        PASSED += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL {name} {detail}", flush=True)
-
-
 # ---- DER: the SubjectPublicKeyInfo of a certificate (for the pin) ----
 
 def der_read(data, pos):
@@ -120,68 +104,6 @@ def pin_of(cert_der):
     return "sha256/" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-# ---- the server process ----
-
-class Server:
-    def __init__(self, config_text, directory=None):
-        """A new server in a new directory, or (directory given) one restarted on that directory."""
-        if directory is None:
-            self.dir = tempfile.mkdtemp(prefix="postern-it-")
-            DIRS.append(self.dir)
-        else:
-            self.dir = directory
-        self.data = os.path.join(self.dir, "data")
-        config = os.path.join(self.dir, "server.toml")
-        if directory is None:
-            with open(config, "w") as f:
-                f.write(config_text)
-        self.stderr = open(os.path.join(self.dir, "stderr.log"), "a+")
-        self.proc = subprocess.Popen([SERVER, "--data", self.data, "--listen", "127.0.0.1:0", "--config", config],
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
-        PROCS.append(self.proc)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("listening on "):
-            self.stderr.seek(0)
-            raise RuntimeError(f"server did not start: {line!r} {self.stderr.read()}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.ctx = ssl.create_default_context(cafile=os.path.join(self.data, "cert.pem"))
-        self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-
-    def connection(self):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-
-    def request(self, method, path, body=None, token=None, raw=None, headers=None):
-        conn = self.connection()
-        try:
-            h = dict(headers or {})
-            if token is not None:
-                h["Authorization"] = "Bearer " + token
-            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-            if data is not None:
-                h.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=data, headers=h)
-            resp = conn.getresponse()
-            text = resp.read()
-            parsed = json.loads(text) if text else None
-            return resp.status, dict(resp.getheaders()), parsed
-        finally:
-            conn.close()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-def solve(token, difficulty):
-    nonce = 0
-    while True:
-        digest = hashlib.sha256(token.encode() + nonce.to_bytes(8, "little")).digest()
-        if int.from_bytes(digest, "big") >> (256 - difficulty) == 0:
-            return nonce
-        nonce += 1
-
-
 def unsolving_nonce(token, difficulty):
     nonce = 0
     while True:
@@ -191,29 +113,9 @@ def unsolving_nonce(token, difficulty):
         nonce += 1
 
 
-def pow_for(server):
-    status, _, c = server.request("POST", "/v1/challenge")
-    assert status == 200, (status, c)
-    return {"token": c["token"], "nonce": solve(c["token"], c["difficulty"])}
-
-
-def form(email="alice@example.com", password="Secret1", birthdate="1990-05-17", terms=True, pow=None):
-    f = {"email": email, "password": password, "birthdate": birthdate, "accept_terms": terms}
-    if pow is not None:
-        f["pow"] = pow
-    return f
-
-
 def fields_of(body):
     try:
         return [(f["field"], f["message"]) for f in body["error"]["fields"]]
-    except (KeyError, TypeError):
-        return None
-
-
-def error_code(body):
-    try:
-        return body["error"]["code"]
     except (KeyError, TypeError):
         return None
 
@@ -404,28 +306,6 @@ def main():
     idle.close()
     check("sigterm: server exits with 0 (idle connection open)", code == 0, f"exit {code}")
     check("restart: data survives (login works on a new process)", restart_login(a.data, login), "")
-
-
-def testkeys(count=0, first_id=1):
-    out = subprocess.run([TESTKEYS, str(count), str(first_id)], check=True, capture_output=True, timeout=30)
-    return json.loads(out.stdout)
-
-
-def b64(hex_text):
-    return base64.b64encode(bytes.fromhex(hex_text)).decode()
-
-
-def signup_and_login(server, email, keys, name="phone", password="Secret1"):
-    status, _, resp = server.request("POST", "/v1/accounts", form(email=email, password=password, pow=pow_for(server)))
-    assert status == 201, (status, resp)
-    return login_device(server, email, keys, name, password)
-
-
-def login_device(server, email, keys, name, password="Secret1"):
-    device = {"name": name, "identity_key": keys["identity_key"], "registration_id": 77}
-    status, _, resp = server.request("POST", "/v1/sessions", {"email": email, "password": password, "device": device})
-    assert status == 201, (status, resp)
-    return resp
 
 
 def keys_directory_and_account(a, alice_id):
@@ -827,7 +707,8 @@ def messages():
 
 def restart_login(data, login):
     config = os.path.join(os.path.dirname(data), "server.toml")
-    proc = subprocess.Popen([SERVER, "--data", data, "--listen", "127.0.0.1:0", "--config", config],
+    proc = subprocess.Popen([PATHS["server"], "--data", data, "--listen", "127.0.0.1:0", "--admin-listen",
+                             "127.0.0.1:0", "--config", config],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     PROCS.append(proc)
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -843,21 +724,4 @@ def restart_login(data, login):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a crash of the script is a failure, never a hang
-        import traceback
-        traceback.print_exc()
-        check("script completed", False, repr(e))
-    finally:
-        for p in PROCS:
-            if p.poll() is None:
-                try:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
-                except OSError:
-                    pass
-        for d in DIRS:
-            shutil.rmtree(d, ignore_errors=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    sys.exit(1 if FAILED else 0)
+    run_main(main)

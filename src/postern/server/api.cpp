@@ -260,7 +260,14 @@ Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_sec
           [this](std::span<const store::Envelope> batch) {
             return with_store([&](store::ServerStore& s) { return s.enqueue(batch); });
           },
-          config.messages.max_round_envelopes)) {
+          config.messages.max_round_envelopes,
+          [this](std::span<const store::Envelope> batch, std::span<const store::Enqueued> results) {
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+              if (results[i].duplicate) continue;
+              for (DeliveryNotifier* n : notifiers_) n->on_enqueued(batch[i], results[i].server_id);
+            }
+          })) {
+  ack_writer_ = std::thread([this] { ack_writer_loop(); });
   Bytes random(24);
   rng_.fill(random);
   auto dummy = account::hash_password(to_hex(random), config.password);
@@ -270,7 +277,70 @@ Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_sec
   if (dummy) dummy_hash_ = std::move(*dummy);
 }
 
-Api::~Api() = default;
+Api::~Api() {
+  stop();
+}
+
+void Api::stop() {
+  committer_.reset();  // commits what is queued, then joins its thread
+  {
+    std::lock_guard lock(ack_mutex_);
+    ack_stopping_ = true;
+  }
+  ack_cv_.notify_all();
+  if (ack_writer_.joinable()) ack_writer_.join();
+}
+
+void Api::ack_writer_loop() {
+  std::vector<store::AckRef> round;
+  std::unique_lock lock(ack_mutex_);
+  for (;;) {
+    ack_cv_.wait(lock, [&] { return ack_stopping_ || !pending_acks_.empty(); });
+    if (pending_acks_.empty()) return;  // stopping, and nothing left to write
+    round.clear();
+    round.swap(pending_acks_);
+    lock.unlock();
+    auto deleted = with_store([&](store::ServerStore& s) { return s.ack_batch(round); });
+    if (!deleted) spdlog::warn("writing {} acknowledgement(s): {}", round.size(), deleted.error().message());
+    lock.lock();
+  }
+}
+
+void Api::ack_async(const store::TokenOwner& device, std::span<const std::int64_t> server_ids) {
+  if (server_ids.empty()) return;
+  bump(metrics_.messages_acked, server_ids.size());
+  std::lock_guard lock(ack_mutex_);
+  for (std::int64_t id : server_ids) pending_acks_.push_back({device.account_id, device.device_id, id});
+  ack_cv_.notify_one();
+}
+
+Result<std::vector<store::StoredEnvelope>> Api::fetch_queued(const store::TokenOwner& device, std::int64_t after_id,
+                                                             std::size_t limit) {
+  purge_expired(clock_.now_ms(), false);
+  return with_store([&](store::ServerStore& s) { return s.fetch(device.account_id, device.device_id, after_id, limit); });
+}
+
+std::optional<std::vector<store::Device>> Api::cached_devices(std::int64_t account_id) {
+  std::lock_guard lock(device_cache_mutex_);
+  const auto it = device_cache_.find(account_id);
+  if (it == device_cache_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Api::remember_devices(std::int64_t account_id, const std::vector<store::Device>& devices) {
+  std::lock_guard lock(device_cache_mutex_);
+  if (device_cache_.size() >= kMaxCachedAccounts) device_cache_.clear();
+  device_cache_[account_id] = devices;
+}
+
+void Api::forget_devices(std::int64_t account_id) {
+  std::lock_guard lock(device_cache_mutex_);
+  device_cache_.erase(account_id);
+}
+
+void Api::notify_device_removed(std::int64_t account_id, std::uint32_t device_id) {
+  for (DeliveryNotifier* n : notifiers_) n->on_device_removed(account_id, device_id);
+}
 
 std::string_view Api::route_name(std::string_view target) {
   const std::string_view path = strip_query(target);
@@ -442,6 +512,7 @@ ApiResponse Api::post_session(const ApiRequest& request) {
   auto device_id = with_store([&](store::ServerStore& s) -> Result<std::uint32_t> {
     POSTERN_TRY(const std::uint32_t id,
                 s.add_device(account_id, *identity_key, static_cast<std::uint32_t>(*registration_id), *name, now));
+    forget_devices(account_id);
     if (auto put = s.put_token(token_digest, account_id, id, now); !put) {
       (void)s.remove_device(account_id, id);  // no device without a token
       return put.error();
@@ -483,6 +554,13 @@ std::optional<store::TokenOwner> authenticate(std::string_view authorization, st
   if (owner##_failure) return internal_error("authenticating", owner##_failure);                     \
   if (!owner) return unauthorized()
 
+std::optional<store::TokenOwner> Api::authenticate_bearer(std::string_view authorization, std::error_code& failure) {
+  failure.clear();
+  return authenticate(authorization, failure, [&](ByteView digest) {
+    return with_store([&](store::ServerStore& s) { return s.find_token(digest); });
+  });
+}
+
 ApiResponse Api::delete_current_session(const ApiRequest& request) {
   POSTERN_AUTHENTICATE(owner, request);
   std::string_view token = request.authorization.substr(7);
@@ -492,6 +570,7 @@ ApiResponse Api::delete_current_session(const ApiRequest& request) {
   auto deleted = with_store([&](store::ServerStore& s) { return s.delete_token(digest); });
   if (!deleted) return internal_error("deleting a token", deleted.error());
   spdlog::info("account {} device {} signed out", owner->account_id, owner->device_id);
+  notify_device_removed(owner->account_id, owner->device_id);
   return {204, {}, {}};
 }
 
@@ -518,12 +597,16 @@ ApiResponse Api::delete_device(const ApiRequest& request, std::string_view id_te
   if (ec != std::errc{} || end != id_text.data() + id_text.size() || id == 0) {
     return error_response(404, "device_not_found", "no such device");
   }
-  auto removed = with_store([&](store::ServerStore& s) { return s.remove_device(owner->account_id, id); });
+  auto removed = with_store([&](store::ServerStore& s) {
+    forget_devices(owner->account_id);
+    return s.remove_device(owner->account_id, id);
+  });
   if (!removed) {
     if (removed.error() == store::Errc::not_found) return error_response(404, "device_not_found", "no such device");
     return internal_error("removing a device", removed.error());
   }
   spdlog::info("account {} removed device {}", owner->account_id, id);
+  notify_device_removed(owner->account_id, id);
   return {204, {}, {}};
 }
 
@@ -740,6 +823,9 @@ ApiResponse Api::put_password(const ApiRequest& request) {
     }
     // Every token of the account is gone; the one of this request is put back.
     POSTERN_CHECK(s.put_token(digest, owner->account_id, owner->device_id, now));
+    for (const auto& d : devices) {
+      if (d.id != owner->device_id) notify_device_removed(owner->account_id, d.id);
+    }
     return n - 1;
   });
   if (!revoked) return internal_error("changing a password", revoked.error());
@@ -754,9 +840,14 @@ ApiResponse Api::delete_account(const ApiRequest& request) {
   const auto password = string_member(*body, "password");
   if (!password) return bad_field_type("password", "a string");
   if (auto refused = check_account_password(owner->account_id, *password)) return std::move(*refused);
-  auto uploads = with_store([&](store::ServerStore& s) { return s.delete_account(owner->account_id); });
+  auto uploads = with_store([&](store::ServerStore& s) {
+    forget_devices(owner->account_id);
+    return s.delete_account(owner->account_id);
+  });
   if (!uploads) return internal_error("deleting an account", uploads.error());
   spdlog::info("account {} deleted ({} upload record(s))", owner->account_id, uploads->size());
+  notify_device_removed(owner->account_id, 0);
+  if (upload_files_deleter_ && !uploads->empty()) upload_files_deleter_(*uploads);
   return {204, {}, {}};
 }
 
@@ -865,6 +956,193 @@ void Api::purge_expired(std::int64_t now_ms, bool force) {
   }
 }
 
+namespace {
+
+ApiResponse send_outcome_response(const SendOutcome& o) {
+  if (o.status == 200) {
+    json results = json::array();
+    for (std::size_t i = 0; i < o.results.size(); ++i) {
+      results.push_back(
+          {{"device_id", o.devices[i]}, {"server_id", o.results[i].server_id}, {"duplicate", o.results[i].duplicate}});
+    }
+    return json_response(200, {{"messages", results}});
+  }
+  if (o.status == 422 && !o.field_errors.empty()) return invalid_fields(o.field_errors);
+  if (o.status == 409) {
+    Mismatch m;
+    m.missing = o.missing;
+    m.extra = o.extra;
+    return device_mismatch(m);
+  }
+  if (o.status == 410) {
+    Mismatch m;
+    m.stale = o.stale;
+    return stale_devices(m);
+  }
+  if (o.status == 429) return too_many_requests(o.retry_after_ms);
+  return error_response(o.status, o.code, o.message);
+}
+
+SendOutcome outcome_error(unsigned status, std::string code, std::string message) {
+  SendOutcome o;
+  o.status = status;
+  o.code = std::move(code);
+  o.message = std::move(message);
+  return o;
+}
+
+SendOutcome outcome_internal(std::string_view what, std::error_code ec) {
+  spdlog::error("{}: {} ({}:{})", what, ec.message(), ec.category().name(), ec.value());
+  return outcome_error(500, "internal", "internal server error");
+}
+
+}  // namespace
+
+std::optional<SendOutcome> Api::check_send(const store::TokenOwner& sender, std::int64_t recipient,
+                                           const std::vector<OutgoingEnvelope>& envelopes) {
+  std::vector<account::FieldError> errors;
+  std::set<std::uint32_t> seen;
+  for (std::size_t i = 0; i < envelopes.size(); ++i) {
+    const OutgoingEnvelope& e = envelopes[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (e.device_id == 0) {
+      errors.push_back({where + ".device_id", "Device id must be an integer from 1 to 4294967295"});
+    } else if (!seen.insert(e.device_id).second) {
+      errors.push_back({where + ".device_id", "Device id appears twice in this send"});
+    }
+    if (e.client_id.empty() || e.client_id.size() > store::kMaxClientIdBytes) {
+      errors.push_back({where + ".client_id", "Client id must be a string of 1 to 64 bytes"});
+    }
+    if (e.content.size() > store::kMaxEnvelopeContentBytes) {
+      return outcome_error(413, "content_too_large", where + ".content is over 256 KiB (262144 bytes) decoded");
+    }
+  }
+  if (!errors.empty()) {
+    SendOutcome o = outcome_error(422, "invalid_fields", "some fields are invalid");
+    o.field_errors = std::move(errors);
+    return o;
+  }
+  if (recipient <= 0) return outcome_error(404, "account_not_found", "no such account");
+
+  const std::string limiter_key = std::to_string(sender.account_id);
+  const double cost = static_cast<double>(envelopes.empty() ? 1 : envelopes.size());
+  if (!sends_per_account_.try_take(limiter_key, cost)) {
+    SendOutcome o = outcome_error(429, "rate_limited", "too many requests; retry later");
+    o.retry_after_ms = sends_per_account_.retry_after_ms(limiter_key, cost);
+    return o;
+  }
+
+  std::vector<std::pair<std::uint32_t, std::optional<std::uint32_t>>> sent;
+  sent.reserve(envelopes.size());
+  for (const auto& e : envelopes) {
+    sent.emplace_back(e.device_id, e.registration_id == 0 ? std::nullopt : std::optional<std::uint32_t>(e.registration_id));
+  }
+  auto mismatch = [&]() -> Result<Mismatch> {
+    if (auto cached = cached_devices(recipient)) return compare_devices(*cached, recipient, sender, sent);
+    return with_store([&](store::ServerStore& s) -> Result<Mismatch> {
+      POSTERN_CHECK(s.get_account(recipient));
+      POSTERN_TRY(auto devices, s.list_devices(recipient));
+      for (auto& d : devices) {  // the cache keeps what the check needs
+        d.identity_key.clear();
+        d.name.clear();
+      }
+      remember_devices(recipient, devices);
+      return compare_devices(devices, recipient, sender, sent);
+    });
+  }();
+  if (!mismatch) {
+    if (mismatch.error() == store::Errc::not_found) return outcome_error(404, "account_not_found", "no such account");
+    return outcome_internal("listing a recipient's devices", mismatch.error());
+  }
+  if (mismatch->any()) {
+    SendOutcome o = outcome_error(409, "device_mismatch", "the envelopes do not match the recipient's devices");
+    o.missing = mismatch->missing;
+    o.extra = mismatch->extra;
+    return o;
+  }
+  if (!mismatch->stale.empty()) {
+    SendOutcome o = outcome_error(410, "stale_devices", "some devices were re-registered; fetch their keys again");
+    o.stale = mismatch->stale;
+    return o;
+  }
+  return std::nullopt;
+}
+
+void Api::send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                     std::function<void(SendOutcome)> done) {
+  if (auto failed = check_send(sender, recipient, envelopes)) {
+    done(std::move(*failed));
+    return;
+  }
+  submit_checked(sender, recipient, std::move(envelopes), std::move(done));
+}
+
+void Api::submit_checked(const store::TokenOwner& sender, std::int64_t recipient,
+                         std::vector<OutgoingEnvelope> envelopes, std::function<void(SendOutcome)> done) {
+  const std::int64_t now = clock_.now_ms();
+  const std::int64_t expires = now > std::numeric_limits<std::int64_t>::max() - config_.messages.retention_ms
+                                   ? std::numeric_limits<std::int64_t>::max()
+                                   : now + config_.messages.retention_ms;
+  std::vector<store::Envelope> batch;
+  std::vector<std::uint32_t> devices;
+  batch.reserve(envelopes.size());
+  devices.reserve(envelopes.size());
+  for (auto& o : envelopes) {
+    store::Envelope e;
+    e.recipient_account = recipient;
+    e.recipient_device = o.device_id;
+    e.sender_account = sender.account_id;
+    e.sender_device = sender.device_id;
+    e.client_id = std::move(o.client_id);
+    e.type = o.type;
+    e.timestamp_ms = o.timestamp_ms;
+    e.content = std::move(o.content);
+    e.expires_ms = expires;
+    devices.push_back(o.device_id);
+    batch.push_back(std::move(e));
+  }
+  const std::size_t count = batch.size();
+  if (!committer_) {
+    done(outcome_error(503, "shutting_down", "the server is shutting down"));
+    return;
+  }
+  committer_->submit_async(
+      std::move(batch), [this, sender, recipient, count, devices = std::move(devices),
+                         done = std::move(done)](Result<std::vector<store::Enqueued>> stored) mutable {
+        SendOutcome o;
+        if (!stored && stored.error() == store::Errc::not_found) {
+          // A device (or the account) went away between the check and the commit.
+          o = outcome_error(409, "device_mismatch", "the envelopes do not match the recipient's devices");
+          auto list = with_store([&](store::ServerStore& s) {
+            forget_devices(recipient);
+            return s.list_devices(recipient);
+          });
+          if (!list || list->empty()) {
+            o = outcome_error(404, "account_not_found", "no such account");
+          } else {
+            std::vector<std::pair<std::uint32_t, std::optional<std::uint32_t>>> sent;
+            for (std::uint32_t d : devices) sent.emplace_back(d, std::nullopt);
+            const Mismatch m = compare_devices(*list, recipient, sender, sent);
+            o.missing = m.missing;
+            o.extra = m.extra;
+          }
+          done(std::move(o));
+          return;
+        }
+        if (!stored) {
+          done(outcome_internal("storing envelopes", stored.error()));
+          return;
+        }
+        std::size_t fresh = 0;
+        for (const auto& r : *stored) fresh += r.duplicate ? 0 : 1;
+        spdlog::debug("account {} device {} sent {} envelope(s) to account {} ({} new)", sender.account_id,
+                      sender.device_id, count, recipient, fresh);
+        o.devices = std::move(devices);
+        o.results = std::move(*stored);
+        done(std::move(o));
+      });
+}
+
 ApiResponse Api::put_messages(const ApiRequest& request, std::string_view id_text) {
   POSTERN_AUTHENTICATE(owner, request);
   const auto recipient = path_id(id_text);
@@ -874,11 +1152,10 @@ ApiResponse Api::put_messages(const ApiRequest& request, std::string_view id_tex
   const auto list = body->find("messages");
   if (list == body->end() || !list->is_array()) return bad_field_type("messages", "an array");
 
-  const std::int64_t now = clock_.now_ms();
+  // Shape and encoding here; the meaning (device ids, sizes, devices of the recipient) in
+  // check_send, shared with the WebSocket.
   std::vector<account::FieldError> errors;
-  std::vector<store::Envelope> envelopes;
-  std::vector<std::pair<std::uint32_t, std::optional<std::uint32_t>>> sent;  // device id, registration id
-  std::set<std::uint32_t> seen;
+  std::vector<OutgoingEnvelope> envelopes;
   envelopes.reserve(list->size());
   for (std::size_t i = 0; i < list->size(); ++i) {
     const json& m = (*list)[i];
@@ -887,31 +1164,40 @@ ApiResponse Api::put_messages(const ApiRequest& request, std::string_view id_tex
       errors.push_back({where, "Each message must be an object"});
       continue;
     }
-    store::Envelope e;
+    OutgoingEnvelope e;
     const auto device = int_member(m, "device_id", 1, 0xffffffffLL);
     if (!device) {
       errors.push_back({where + ".device_id", "Device id must be an integer from 1 to 4294967295"});
-    } else if (!seen.insert(static_cast<std::uint32_t>(*device)).second) {
-      errors.push_back({where + ".device_id", "Device id appears twice in this send"});
+    } else {
+      e.device_id = static_cast<std::uint32_t>(*device);
     }
-    std::optional<std::uint32_t> registration_id;
     if (const auto it = m.find("registration_id"); it != m.end() && !it->is_null()) {
       const auto r = int_member(m, "registration_id", 0, 0xffffffffLL);
       if (!r) {
         errors.push_back({where + ".registration_id", "Registration id must be an integer from 0 to 4294967295"});
       } else {
-        registration_id = static_cast<std::uint32_t>(*r);
+        e.registration_id = static_cast<std::uint32_t>(*r);
       }
     }
     const auto type = int_member(m, "type", std::numeric_limits<std::int32_t>::min(),
                                  std::numeric_limits<std::int32_t>::max());
-    if (!type) errors.push_back({where + ".type", "Type must be a 32-bit integer"});
+    if (!type) {
+      errors.push_back({where + ".type", "Type must be a 32-bit integer"});
+    } else {
+      e.type = static_cast<std::int32_t>(*type);
+    }
     const auto timestamp = int_member(m, "timestamp", std::numeric_limits<std::int64_t>::min(),
                                       std::numeric_limits<std::int64_t>::max());
-    if (!timestamp) errors.push_back({where + ".timestamp", "Timestamp must be an integer (milliseconds)"});
+    if (!timestamp) {
+      errors.push_back({where + ".timestamp", "Timestamp must be an integer (milliseconds)"});
+    } else {
+      e.timestamp_ms = *timestamp;
+    }
     const auto client_id = string_member(m, "client_id");
     if (!client_id || client_id->empty() || client_id->size() > store::kMaxClientIdBytes) {
       errors.push_back({where + ".client_id", "Client id must be a string of 1 to 64 bytes"});
+    } else {
+      e.client_id = Bytes(client_id->begin(), client_id->end());
     }
     const auto content_text = string_member(m, "content");
     auto content = content_text ? decode_base64(*content_text) : std::nullopt;
@@ -919,69 +1205,29 @@ ApiResponse Api::put_messages(const ApiRequest& request, std::string_view id_tex
       errors.push_back({where + ".content", "Content must be base64"});
     } else if (content->size() > store::kMaxEnvelopeContentBytes) {
       return error_response(413, "content_too_large", where + ".content is over 256 KiB (262144 bytes) decoded");
+    } else {
+      e.content = std::move(*content);
     }
     if (!errors.empty()) continue;
-    e.recipient_account = *recipient;
-    e.recipient_device = static_cast<std::uint32_t>(*device);
-    e.sender_account = owner->account_id;
-    e.sender_device = owner->device_id;
-    e.client_id = Bytes(client_id->begin(), client_id->end());
-    e.type = static_cast<std::int32_t>(*type);
-    e.timestamp_ms = *timestamp;
-    e.content = std::move(*content);
-    e.expires_ms = now > std::numeric_limits<std::int64_t>::max() - config_.messages.retention_ms
-                       ? std::numeric_limits<std::int64_t>::max()
-                       : now + config_.messages.retention_ms;
     envelopes.push_back(std::move(e));
-    sent.emplace_back(static_cast<std::uint32_t>(*device), registration_id);
   }
   if (!errors.empty()) return invalid_fields(errors);
+  if (auto failed = check_send(*owner, *recipient, envelopes)) return send_outcome_response(*failed);
 
-  const std::string limiter_key = std::to_string(owner->account_id);
-  const double cost = static_cast<double>(envelopes.empty() ? 1 : envelopes.size());
-  if (!sends_per_account_.try_take(limiter_key, cost)) {
-    return too_many_requests(sends_per_account_.retry_after_ms(limiter_key, cost));
-  }
-
-  const auto check_devices = [&]() -> Result<Mismatch> {
-    return with_store([&](store::ServerStore& s) -> Result<Mismatch> {
-      POSTERN_CHECK(s.get_account(*recipient));
-      POSTERN_TRY(const auto devices, s.list_devices(*recipient));
-      return compare_devices(devices, *recipient, *owner, sent);
-    });
-  };
-  auto mismatch = check_devices();
-  if (!mismatch) {
-    if (mismatch.error() == store::Errc::not_found) return error_response(404, "account_not_found", "no such account");
-    return internal_error("listing a recipient's devices", mismatch.error());
-  }
-  if (mismatch->any()) return device_mismatch(*mismatch);
-  if (!mismatch->stale.empty()) return stale_devices(*mismatch);
-
-  auto stored = committer_->submit(std::move(envelopes));
-  if (!stored && stored.error() == store::Errc::not_found) {
-    // A device (or the account) went away between the check and the commit.
-    auto again = check_devices();
-    if (!again && again.error() == store::Errc::not_found) {
-      return error_response(404, "account_not_found", "no such account");
-    }
-    if (again && again->any()) return device_mismatch(*again);
-  }
-  if (!stored) return internal_error("storing envelopes", stored.error());
-
-  json results = json::array();
-  std::size_t fresh = 0;
-  for (std::size_t i = 0; i < sent.size(); ++i) {
-    const auto& r = (*stored)[i];
-    const std::uint32_t device = sent[i].first;
-    results.push_back({{"device_id", device}, {"server_id", r.server_id}, {"duplicate", r.duplicate}});
-    if (r.duplicate) continue;
-    ++fresh;
-    for (DeliveryNotifier* n : notifiers_) n->on_enqueued(*recipient, device, r.server_id);
-  }
-  spdlog::debug("account {} device {} sent {} envelope(s) to account {} ({} new)", owner->account_id,
-                owner->device_id, sent.size(), *recipient, fresh);
-  return json_response(200, {{"messages", results}});
+  // Blocks this worker until the group commit is durable (the WebSocket path does not block).
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<SendOutcome> outcome;
+  const std::size_t count = envelopes.size();
+  submit_checked(*owner, *recipient, std::move(envelopes), [&](SendOutcome o) {
+    std::lock_guard lock(m);
+    outcome = std::move(o);
+    cv.notify_one();
+  });
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return outcome.has_value(); });
+  if (outcome->status == 200) bump(metrics_.messages_sent_http, count);
+  return send_outcome_response(*outcome);
 }
 
 ApiResponse Api::get_messages(const ApiRequest& request) {

@@ -12,6 +12,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <span>
+#include <thread>
+#include <unordered_map>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -26,6 +31,8 @@
 #include "postern/crypto/random.h"
 #include "postern/server/config.h"
 #include "postern/server/group_committer.h"
+#include "postern/server/metrics.h"
+#include "postern/account/signup.h"
 #include "postern/store/server_store.h"
 #include "postern/util/clock.h"
 
@@ -49,15 +56,43 @@ struct ApiResponse {
 ApiResponse error_response(unsigned status, std::string_view code, std::string_view message);
 
 // Told of every envelope that became durable in a recipient device's queue (not of duplicates of
-// a retried send). The WebSocket delivery layer registers one to push the envelope at once to the
-// device if it is connected; until such a layer exists no observer is registered, and offline
-// delivery through GET /v1/messages is the only path. Called on the thread of the send request,
-// after the store commit and before the sender gets its answer; it must not block (hand the work
-// to the transport's own executor) and must not throw.
+// a retried send), and of devices that lost their right to connect. The WebSocket delivery layer
+// registers one to push the envelope at once to the device if it is connected (offline devices
+// get it from the queue when they connect). on_enqueued runs on the group committer's thread, in
+// commit order, after the commit and before the sender gets its answer; on_device_removed runs on
+// the thread of the request that removed the device, logged it out or deleted the account. Both
+// must not block (hand the work to the transport's own executor) and must not throw.
 class DeliveryNotifier {
  public:
   virtual ~DeliveryNotifier() = default;
-  virtual void on_enqueued(std::int64_t account_id, std::uint32_t device_id, std::int64_t server_id) noexcept = 0;
+  virtual void on_enqueued(const store::Envelope& envelope, std::int64_t server_id) noexcept = 0;
+  // device_id 0: every device of the account.
+  virtual void on_device_removed(std::int64_t account_id, std::uint32_t device_id) noexcept = 0;
+};
+
+// One envelope of a send, as the client gave it (before the server adds sender and expiry).
+struct OutgoingEnvelope {
+  std::uint32_t device_id = 0;
+  std::uint32_t registration_id = 0;  // 0: not checked
+  std::int32_t type = 0;
+  Bytes content;
+  Bytes client_id;
+  std::int64_t timestamp_ms = 0;
+};
+
+// The result of a send, whatever the transport: status 200 with one result per envelope (in the
+// request's order), or the HTTP status and error code of the failure with its details.
+struct SendOutcome {
+  unsigned status = 200;
+  std::string code;  // error code ("device_mismatch", ...), empty on success
+  std::string message;
+  std::vector<std::uint32_t> devices;     // on success: the device of each result
+  std::vector<store::Enqueued> results;   // on success
+  std::vector<std::uint32_t> missing;     // 409
+  std::vector<std::uint32_t> extra;       // 409
+  std::vector<std::uint32_t> stale;       // 410
+  std::vector<account::FieldError> field_errors;  // 400 invalid_fields
+  std::int64_t retry_after_ms = 0;        // 429
 };
 
 class Api {
@@ -71,6 +106,36 @@ class Api {
 
   ApiResponse handle(const ApiRequest& request);
 
+  // The owner of a bearer token ("Bearer <token>"), or nullopt when it is missing or unknown;
+  // `failure` is set when the store failed (then nullopt too). Blocks on the store.
+  std::optional<store::TokenOwner> authenticate_bearer(std::string_view authorization, std::error_code& failure);
+
+  // Sends one envelope per recipient device, as PUT /v1/messages/{recipient} does (the same
+  // checks, limits and errors). Validation, the rate limit and the device check run on the
+  // calling thread (they block on the store); on success the envelopes go to the group commit and
+  // `done` runs on the committer thread once they are durable; on a failure `done` runs at once,
+  // on the calling thread. `done` must not block.
+  void send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                  std::function<void(SendOutcome)> done);
+  // Up to `limit` queued envelopes of the device after `after_id` (in order). Blocks.
+  Result<std::vector<store::StoredEnvelope>> fetch_queued(const store::TokenOwner& device, std::int64_t after_id,
+                                                          std::size_t limit);
+  // Acknowledges envelopes of the device without waiting: a writer thread deletes the
+  // acknowledgements of all connections together, one transaction per round. Ids of other
+  // devices' envelopes are ignored. A crash before that write only means the envelope is
+  // delivered again (clients drop repeats by server id).
+  void ack_async(const store::TokenOwner& device, std::span<const std::int64_t> server_ids);
+
+  ServerMetrics& metrics() { return metrics_; }
+  // Finishes the group commits and acknowledgements in progress and stops their threads, so no
+  // notifier is called after it returns. Call once the transports have stopped and before the
+  // notifiers are destroyed; nothing may be sent afterwards. The destructor calls it too.
+  void stop();
+  // Told the upload ids whose records went with a deleted account, to delete their files.
+  void set_upload_files_deleter(std::function<void(const std::vector<std::string>&)> f) {
+    upload_files_deleter_ = std::move(f);
+  }
+
   // The route name for logs: the path with ids replaced ("/v1/devices/{id}"), or "other".
   static std::string_view route_name(std::string_view target);
   // Whether the request is a message send, whose body may be up to HttpLimits::message_body_bytes
@@ -80,7 +145,7 @@ class Api {
   // Registers an observer of durable enqueues (see DeliveryNotifier). Call before requests are
   // served (the list is read without a lock); the observer must outlive the Api.
   void add_delivery_notifier(DeliveryNotifier& notifier) { notifiers_.push_back(&notifier); }
-  GroupCommitter::Stats group_commit_stats() const { return committer_->stats(); }
+  GroupCommitter::Stats group_commit_stats() const { return committer_ ? committer_->stats() : GroupCommitter::Stats{}; }
 
  private:
   class StoreUsedChallenges;
@@ -101,6 +166,21 @@ class Api {
   ApiResponse get_messages(const ApiRequest& request);
   ApiResponse delete_message(const ApiRequest& request, std::string_view server_id);
   ApiResponse post_message_acks(const ApiRequest& request);
+  // Validation, rate limit and device check of a send; nullopt when it may go to the committer.
+  std::optional<SendOutcome> check_send(const store::TokenOwner& sender, std::int64_t recipient,
+                                        const std::vector<OutgoingEnvelope>& envelopes);
+  void submit_checked(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                      std::function<void(SendOutcome)> done);
+  void notify_device_removed(std::int64_t account_id, std::uint32_t device_id);
+  // The device lists of recipient accounts (id and registration id only), so that a send does not
+  // read them from the store each time. Filled and invalidated only under the store lock, in the
+  // same critical section as the store change, so the cache never keeps a list older than the
+  // store's. (Several server nodes will need an invalidation message: docs/storage.md.)
+  static constexpr std::size_t kMaxCachedAccounts = 100'000;
+  std::optional<std::vector<store::Device>> cached_devices(std::int64_t account_id);
+  void remember_devices(std::int64_t account_id, const std::vector<store::Device>& devices);
+  void forget_devices(std::int64_t account_id);
+  void ack_writer_loop();
   // Purges expired envelopes when the last purge is purge_interval_ms old (or `force`).
   void purge_expired(std::int64_t now_ms, bool force);
   // Checks the account's password for a request that changes the account (rate limited like a
@@ -130,6 +210,16 @@ class Api {
   account::RateLimiter sends_per_account_;
   std::vector<DeliveryNotifier*> notifiers_;
   std::atomic<std::int64_t> last_purge_ms_{0};
+  ServerMetrics metrics_;
+  std::mutex device_cache_mutex_;
+  std::unordered_map<std::int64_t, std::vector<store::Device>> device_cache_;
+  std::function<void(const std::vector<std::string>&)> upload_files_deleter_;
+  // Acknowledgements waiting for the ack writer thread.
+  std::mutex ack_mutex_;
+  std::condition_variable ack_cv_;
+  std::vector<store::AckRef> pending_acks_;
+  bool ack_stopping_ = false;
+  std::thread ack_writer_;
   std::string dummy_hash_;  // verified when the e-mail is unknown, so both paths cost one Argon2id
   // Last member: destroyed first, so its thread stops while everything it uses still exists.
   std::unique_ptr<GroupCommitter> committer_;

@@ -127,7 +127,8 @@ void load_config(const std::string& path, ServerConfig& config) {
   } catch (const toml::parse_error& e) {
     throw std::runtime_error("config: " + path + ": " + std::string(e.description()));
   }
-  reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits", "messages"});
+  reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits", "messages",
+                         "attachments"});
 
   if (const auto* s = section(root, "server")) {
     reject_unknown(*s, "server.", {"listen", "admin_listen", "public_host", "worker_threads", "io_threads"});
@@ -194,11 +195,27 @@ void load_config(const std::string& path, ServerConfig& config) {
     read_int(*s, "rate_limits.", "max_keys", config.rate_limits.max_keys, 1, 100'000'000);
   }
   if (const auto* s = section(root, "messages")) {
-    reject_unknown(*s, "messages.", {"retention_ms", "purge_interval_ms", "max_round_envelopes", "max_fetch"});
+    reject_unknown(*s, "messages.",
+                   {"retention_ms", "purge_interval_ms", "max_round_envelopes", "max_fetch", "ws_outbox_frames",
+                    "ws_fetch_page", "ws_max_frame_bytes", "ws_max_sends_in_flight", "ws_ping_interval_ms"});
     read_int(*s, "messages.", "retention_ms", config.messages.retention_ms, 1000, 3650LL * 24 * 3600 * 1000);
     read_int(*s, "messages.", "purge_interval_ms", config.messages.purge_interval_ms, 0, 24LL * 3600 * 1000);
     read_int(*s, "messages.", "max_round_envelopes", config.messages.max_round_envelopes, 1, 1'000'000);
     read_int(*s, "messages.", "max_fetch", config.messages.max_fetch, 1, 100'000);
+    read_int(*s, "messages.", "ws_outbox_frames", config.messages.ws_outbox_frames, 1, 100'000);
+    read_int(*s, "messages.", "ws_fetch_page", config.messages.ws_fetch_page, 1, 10'000);
+    read_int(*s, "messages.", "ws_max_frame_bytes", config.messages.ws_max_frame_bytes, 1024, 64ULL * 1024 * 1024);
+    read_int(*s, "messages.", "ws_max_sends_in_flight", config.messages.ws_max_sends_in_flight, 1, 100'000);
+    read_int(*s, "messages.", "ws_ping_interval_ms", config.messages.ws_ping_interval_ms, 1000, 3600LL * 1000);
+  }
+  if (const auto* s = section(root, "attachments")) {
+    reject_unknown(*s, "attachments.",
+                   {"max_upload_bytes", "quota_bytes", "expiry_ms", "purge_interval_ms", "bytes_per_account"});
+    read_int(*s, "attachments.", "max_upload_bytes", config.attachments.max_upload_bytes, 0, 1LL << 50);
+    read_int(*s, "attachments.", "quota_bytes", config.attachments.quota_bytes, 0, 1LL << 55);
+    read_int(*s, "attachments.", "expiry_ms", config.attachments.expiry_ms, 1000, 3650LL * 24 * 3600 * 1000);
+    read_int(*s, "attachments.", "purge_interval_ms", config.attachments.purge_interval_ms, 0, 24LL * 3600 * 1000);
+    read_limit(*s, "attachments.", "bytes_per_account", config.attachments.bytes_per_account);
   }
 }
 

@@ -59,6 +59,22 @@ struct MessageLimits {
   std::int64_t purge_interval_ms = 60'000;             // least time between two purges of expired envelopes
   std::size_t max_round_envelopes = 4096;              // group commit: envelopes per transaction at most
   std::size_t max_fetch = 1000;                        // GET /v1/messages: the largest limit
+  // WebSocket delivery ([messages] too).
+  std::size_t ws_outbox_frames = 256;          // frames waiting to be written; more: the rest come from the store
+  std::size_t ws_fetch_page = 256;             // envelopes per store read while draining a queue
+  std::uint64_t ws_max_frame_bytes = 4 * 1024 * 1024;  // largest client frame (a send of many envelopes)
+  std::size_t ws_max_sends_in_flight = 128;    // send requests of one connection not yet answered
+  std::int64_t ws_ping_interval_ms = 30'000;   // WebSocket ping after this much silence; closed if no pong
+};
+
+// Attachments ([attachments]): resumable uploads of encrypted blobs (docs/protocol.md).
+struct AttachmentLimits {
+  std::int64_t max_upload_bytes = 2LL * 1024 * 1024 * 1024;     // Upload-Length at most (Tus-Max-Size)
+  std::int64_t quota_bytes = 10LL * 1024 * 1024 * 1024;         // per account: declared lengths of its uploads
+  std::int64_t expiry_ms = 30LL * 24 * 3600 * 1000;             // an upload is deleted this long after creation
+  std::int64_t purge_interval_ms = 60'000;                      // least time between two purges of expired uploads
+  // Per account, charged at creation with the declared length (at most the capacity).
+  account::RateLimit bytes_per_account = account::recommended_limits::kAttachmentBytesPerAccount;
 };
 
 struct ServerConfig {
@@ -76,6 +92,7 @@ struct ServerConfig {
   RateLimits rate_limits{};
   HttpLimits http{};
   MessageLimits messages{};
+  AttachmentLimits attachments{};
   unsigned worker_threads = 2;  // blocking work: Argon2id and the store
   unsigned io_threads = 2;
 };

@@ -15,6 +15,12 @@
 // - Rounds run in submission order, so the server ids of one submitter's successive calls
 //   increase (order per sending device is kept when a device sends one request after another).
 //
+// - After each successful commit, and before any submitter is answered, the optional on_commit
+//   hook sees the envelopes just made durable with their results (the WebSocket delivery pushes
+//   them from there): the hook runs on the committer thread, in commit order.
+// - submit_async() does not block: its callback runs on the committer thread once the round is
+//   done (it must be quick and must not call back into the committer). submit() blocks.
+//
 // Plain std::thread + mutex + condition variable: no Asio, testable with a fake commit function.
 // Header-only, so that its unit test needs no server library (only the store's headers and types).
 #pragma once
@@ -42,6 +48,9 @@ class GroupCommitter {
  public:
   // Writes one batch durably; the Api passes MessageQueue::enqueue under its store lock.
   using CommitFn = std::function<Result<std::vector<store::Enqueued>>(std::span<const store::Envelope>)>;
+  // Sees every batch that was committed (same length spans), on the committer thread.
+  using OnCommitFn = std::function<void(std::span<const store::Envelope>, std::span<const store::Enqueued>)>;
+  using Callback = std::function<void(Result<std::vector<store::Enqueued>>)>;
 
   struct Stats {
     std::uint64_t rounds = 0;       // commit calls made (including single-submission retries)
@@ -52,7 +61,7 @@ class GroupCommitter {
 
   // `max_round_envelopes`: a round takes queued submissions until it holds this many envelopes
   // (a bigger single submission still goes alone, whole). Starts the committer thread.
-  explicit GroupCommitter(CommitFn commit, std::size_t max_round_envelopes = 4096);
+  explicit GroupCommitter(CommitFn commit, std::size_t max_round_envelopes = 4096, OnCommitFn on_commit = {});
   // Commits what is queued, then stops the thread. submit() must not be called any more.
   ~GroupCommitter();
   GroupCommitter(const GroupCommitter&) = delete;
@@ -61,6 +70,9 @@ class GroupCommitter {
   // Blocks until the envelopes are durable (one result each, in order) or their round failed. An
   // empty submission returns an empty vector at once.
   Result<std::vector<store::Enqueued>> submit(std::vector<store::Envelope> envelopes);
+  // The same without blocking: `done` gets the result on the committer thread (at once, on the
+  // calling thread, for an empty submission).
+  void submit_async(std::vector<store::Envelope> envelopes, Callback done);
 
   Stats stats() const;
   // Submissions queued and not yet taken into a round (for metrics and tests).
@@ -70,17 +82,17 @@ class GroupCommitter {
   struct Submission {
     std::vector<store::Envelope> envelopes;
     Result<std::vector<store::Enqueued>> result{std::vector<store::Enqueued>{}};
-    bool done = false;
+    Callback done;
   };
 
   void run();
   void commit_round(std::vector<Submission*>& round);
 
   CommitFn commit_;
+  OnCommitFn on_commit_;
   std::size_t max_round_envelopes_;
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;  // the committer waits for submissions
-  std::condition_variable done_cv_;  // submitters wait for their round
   std::deque<Submission*> queue_;
   bool stopping_ = false;
   Stats stats_;
@@ -98,8 +110,10 @@ inline bool caused_by_one_submission(const std::error_code& e) {
 
 }  // namespace group_committer_detail
 
-inline GroupCommitter::GroupCommitter(CommitFn commit, std::size_t max_round_envelopes)
-    : commit_(std::move(commit)), max_round_envelopes_(max_round_envelopes == 0 ? 1 : max_round_envelopes) {
+inline GroupCommitter::GroupCommitter(CommitFn commit, std::size_t max_round_envelopes, OnCommitFn on_commit)
+    : commit_(std::move(commit)),
+      on_commit_(std::move(on_commit)),
+      max_round_envelopes_(max_round_envelopes == 0 ? 1 : max_round_envelopes) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -114,13 +128,32 @@ inline GroupCommitter::~GroupCommitter() {
 
 inline Result<std::vector<store::Enqueued>> GroupCommitter::submit(std::vector<store::Envelope> envelopes) {
   if (envelopes.empty()) return std::vector<store::Enqueued>{};
-  Submission s;
-  s.envelopes = std::move(envelopes);
-  std::unique_lock lock(mutex_);
-  queue_.push_back(&s);
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  Result<std::vector<store::Enqueued>> out{std::vector<store::Enqueued>{}};
+  submit_async(std::move(envelopes), [&](Result<std::vector<store::Enqueued>> r) {
+    std::lock_guard lock(m);
+    out = std::move(r);
+    finished = true;
+    cv.notify_one();  // under the lock: the waiter cannot return and destroy cv before this
+  });
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return finished; });
+  return out;
+}
+
+inline void GroupCommitter::submit_async(std::vector<store::Envelope> envelopes, Callback done) {
+  if (envelopes.empty()) {
+    done(std::vector<store::Enqueued>{});
+    return;
+  }
+  auto s = std::make_unique<Submission>();
+  s->envelopes = std::move(envelopes);
+  s->done = std::move(done);
+  std::lock_guard lock(mutex_);
+  queue_.push_back(s.release());
   work_cv_.notify_one();
-  done_cv_.wait(lock, [&] { return s.done; });
-  return std::move(s.result);
 }
 
 inline GroupCommitter::Stats GroupCommitter::stats() const {
@@ -150,13 +183,18 @@ inline void GroupCommitter::run() {
     }
     lock.unlock();
     commit_round(round);
-    lock.lock();
-    for (Submission* s : round) {
-      ++stats_.submissions;
-      if (s->result) stats_.envelopes += s->result->size();
-      s->done = true;
+    std::uint64_t answered = 0;
+    for (const Submission* s : round) answered += s->result ? s->result->size() : 0;
+    {
+      std::lock_guard stats_lock(mutex_);  // counted before anyone is answered
+      stats_.submissions += round.size();
+      stats_.envelopes += answered;
     }
-    done_cv_.notify_all();
+    for (Submission* s : round) {
+      std::unique_ptr<Submission> owned(s);
+      s->done(std::move(s->result));
+    }
+    lock.lock();
   }
 }
 
@@ -169,6 +207,7 @@ inline void GroupCommitter::commit_round(std::vector<Submission*>& round) {
     Result<std::vector<store::Enqueued>> r = commit_(batch);
     if (r && r->size() != batch.size()) r = store::Errc::sqlite_error;  // a broken store; never acknowledge
     if (!r) ++failed;
+    if (r && on_commit_) on_commit_(batch, *r);
     return r;
   };
 

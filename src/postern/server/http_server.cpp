@@ -22,10 +22,14 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include "postern/server/delivery_hub.h"
+#include "postern/server/detail/attachment_http.h"
+#include "postern/server/detail/http_types.h"
 #include "postern/server/errors.h"
 
 namespace postern::server {
@@ -47,6 +51,8 @@ Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& 
                    ec);
   if (ec) return Errc::tls_failure;
   if (SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION) != 1) return Errc::tls_failure;
+  // Idle connections (most delivery WebSockets) give their 2 x 16 KiB record buffers back.
+  SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
   ctx->use_certificate_chain_file(cert_file, ec);
   if (ec) return Errc::tls_failure;
   ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec);
@@ -57,27 +63,9 @@ Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& 
 
 namespace {
 
-using Stream = beast::ssl_stream<beast::tcp_stream>;
-
-// Runs f() on the worker pool and resumes the awaiting coroutine on its own executor (its
-// strand) with the result. The work guard keeps the io_context running meanwhile.
-template <class F>
-auto run_on(asio::thread_pool& pool, F f) {
-  using R = std::invoke_result_t<F&>;
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(
-      [&pool](auto handler, F fn) {
-        auto ex = asio::get_associated_executor(handler);
-        auto work = asio::make_work_guard(ex);
-        asio::post(pool, [handler = std::move(handler), fn = std::move(fn), work = std::move(work)]() mutable {
-          R result = fn();
-          auto target = work.get_executor();
-          asio::post(target, [handler = std::move(handler), result = std::move(result)]() mutable {
-            std::move(handler)(std::move(result));
-          });
-        });
-      },
-      use_awaitable, std::move(f));
-}
+using detail::HeaderParser;
+using detail::run_on;
+using detail::Stream;
 
 http::status to_status(unsigned code) {
   return static_cast<http::status>(code);
@@ -105,14 +93,23 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   };
 
   Impl(asio::io_context& io_, asio::ssl::context& tls_, asio::thread_pool& workers_, Api& api_,
-       const HttpLimits& limits_)
-      : io(io_), tls(tls_), workers(workers_), api(api_), limits(limits_), acceptor(asio::make_strand(io_)) {}
+       const HttpLimits& limits_, AttachmentService* attachments_, DeliveryHub* delivery_)
+      : io(io_),
+        tls(tls_),
+        workers(workers_),
+        api(api_),
+        limits(limits_),
+        attachments(attachments_),
+        delivery(delivery_),
+        acceptor(asio::make_strand(io_)) {}
 
   asio::io_context& io;
   asio::ssl::context& tls;
   asio::thread_pool& workers;
   Api& api;
   const HttpLimits& limits;
+  AttachmentService* attachments;  // null: /v1/attachments is not served (tests of the API alone)
+  DeliveryHub* delivery;           // null: /v1/websocket is not served
   tcp::acceptor acceptor;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> active{0};
@@ -204,14 +201,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     state->executor = co_await asio::this_coro::executor;
     state->socket = &beast::get_lowest_layer(stream);
     const std::uint64_t id = register_session(state);
+    // Until the connection is handed to the delivery WebSocket (which tracks it itself).
     struct Unregister {
       Impl& impl;
       std::uint64_t id;
       SessionState& state;
-      ~Unregister() {
+      bool attached = true;
+      void detach() {
+        if (!attached) return;
+        attached = false;
         state.socket = nullptr;
         impl.unregister_session(id);
       }
+      ~Unregister() { detach(); }
     } unregister{*this, id, *state};
 
     if (stopping) co_return;
@@ -222,17 +224,35 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     beast::flat_buffer buffer;
     bool close_gracefully = true;
     while (!stopping) {
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(limits.header_bytes);
-      // The larger of the two limits until the header names the route (Beast checks a
-      // Content-Length against the limit as soon as the header is complete).
-      parser.body_limit(std::max(limits.body_bytes, limits.message_body_bytes));
+      HeaderParser header_parser;
+      header_parser.header_limit(limits.header_bytes);
+      header_parser.body_limit(boost::none);  // each route sets its own below
       state->idle = true;
       beast::get_lowest_layer(stream).expires_after(limits.idle_timeout);
       auto [ec, header_bytes] =
-          co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
+          co_await http::async_read_header(stream, buffer, header_parser, asio::as_tuple(use_awaitable));
       (void)header_bytes;
       state->idle = false;
+      if (!ec) {
+        const auto& head = header_parser.get();
+        const std::string_view head_target(head.target().data(), head.target().size());
+        const std::string_view head_path = head_target.substr(0, head_target.find('?'));
+        if (head_path == "/v1/websocket" && delivery != nullptr && beast::websocket::is_upgrade(head)) {
+          // The connection becomes a delivery WebSocket; the session ends with it.
+          unregister.detach();
+          co_await delivery->serve(std::move(stream), std::move(buffer), header_parser.release(), address);
+          co_return;
+        }
+        if ((head_path == "/v1/attachments" || head_path.starts_with("/v1/attachments/")) && attachments != nullptr) {
+          detail::AttachmentHttpContext ctx{api, *attachments, workers, limits, api.metrics()};
+          const bool keep = co_await detail::serve_attachment_request(ctx, stream, buffer, header_parser, address);
+          if (!keep || stopping) break;
+          continue;
+        }
+      }
+      http::request_parser<http::string_body> parser(std::move(header_parser));
+      // The larger of the two limits until the header names the route.
+      parser.body_limit(std::max(limits.body_bytes, limits.message_body_bytes));
       const auto& head = parser.get();
       if (!ec && !Api::is_message_send(std::string_view(head.method_string().data(), head.method_string().size()),
                                        std::string_view(head.target().data(), head.target().size()))) {
@@ -242,6 +262,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         } else {
           parser.body_limit(limits.body_bytes);  // nothing of the body is read yet
         }
+      } else if (!ec) {
+        const auto length = parser.content_length();
+        if (length && *length > limits.message_body_bytes) ec = http::error::body_limit;
       }
       if (!ec && !parser.is_done()) {
         beast::get_lowest_layer(stream).expires_after(limits.read_timeout);
@@ -250,6 +273,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       if (ec) {
         if (auto response = read_error_response(ec)) {
           spdlog::debug("read error answered with {}: {}", response->status, ec.message());
+          api.metrics().count_http_status(response->status);
           if (co_await write(stream, *response, 11, false)) co_await drain(stream);
         } else if (ec != http::error::end_of_stream) {
           close_gracefully = false;  // timeout, reset or cancelled: do not wait for the peer
@@ -268,6 +292,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       const auto elapsed_us =
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
       spdlog::debug("{} {} {} {}us", method, Api::route_name(target), response.status, elapsed_us);
+      api.metrics().count_http_status(response.status);
 
       const bool keep_alive = req.keep_alive() && !stopping;
       if (!co_await write(stream, response, req.version(), keep_alive)) {
@@ -286,8 +311,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, asio::thread_pool& workers, Api& api,
-                       const HttpLimits& limits)
-    : impl_(std::make_shared<Impl>(io, tls, workers, api, limits)) {}
+                       const HttpLimits& limits, AttachmentService* attachments, DeliveryHub* delivery)
+    : impl_(std::make_shared<Impl>(io, tls, workers, api, limits, attachments, delivery)) {}
 
 HttpServer::~HttpServer() = default;
 

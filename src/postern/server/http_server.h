@@ -31,10 +31,16 @@ namespace postern::server {
 Result<std::shared_ptr<boost::asio::ssl::context>> make_tls_context(const std::string& cert_file,
                                                                     const std::string& key_file);
 
+class AttachmentService;
+class DeliveryHub;
+
 class HttpServer {
  public:
+  // `attachments` serves /v1/attachments and `delivery` the /v1/websocket upgrade; either may be
+  // null (that route then answers 404 like any unknown one).
   HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, boost::asio::thread_pool& workers,
-             Api& api, const HttpLimits& limits);
+             Api& api, const HttpLimits& limits, AttachmentService* attachments = nullptr,
+             DeliveryHub* delivery = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -99,6 +100,57 @@ TEST(GroupCommitter, EmptySubmissionReturnsAtOnce) {
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->empty());
   EXPECT_EQ(q.calls(), 0);
+}
+
+TEST(GroupCommitter, AsyncSubmissionsAreAnsweredInOrderAfterTheHookSawTheirCommit) {
+  FakeQueue q;
+  q.set_open(false);  // hold the first round so that the others queue up behind it
+  std::mutex m;
+  std::vector<std::string> events;  // "commit:<client id>" from the hook, "done:<n>" from callbacks
+  GroupCommitter c(
+      fn(q), 4096, [&](std::span<const Envelope> batch, std::span<const Enqueued> results) {
+        std::lock_guard lock(m);
+        ASSERT_EQ(batch.size(), results.size());
+        for (const auto& e : batch) events.push_back("commit:" + std::string(e.client_id.begin(), e.client_id.end()));
+      });
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 5; ++i) {
+    c.submit_async({envelope(1, 1, "c" + std::to_string(i))}, [&, i](Result<std::vector<Enqueued>> r) {
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->size(), 1u);
+      std::lock_guard lock(m);
+      events.push_back("done:" + std::to_string(i));
+      ++answered;
+    });
+  }
+  q.wait_for_calls(1);
+  q.set_open(true);
+  while (answered.load() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::lock_guard lock(m);
+  // Every submission's commit was seen by the hook before its callback ran, in submission order.
+  for (int i = 0; i < 5; ++i) {
+    const auto commit = std::find(events.begin(), events.end(), "commit:c" + std::to_string(i));
+    const auto done = std::find(events.begin(), events.end(), "done:" + std::to_string(i));
+    ASSERT_NE(commit, events.end());
+    ASSERT_NE(done, events.end());
+    EXPECT_LT(commit - events.begin(), done - events.begin());
+    if (i > 0) {
+      const auto previous = std::find(events.begin(), events.end(), "done:" + std::to_string(i - 1));
+      EXPECT_LT(previous - events.begin(), done - events.begin());
+    }
+  }
+}
+
+TEST(GroupCommitter, TheHookDoesNotSeeAFailedRound) {
+  FakeQueue q;
+  int seen = 0;
+  GroupCommitter c(fn(q), 4096, [&](std::span<const Envelope> batch, std::span<const Enqueued>) {
+    seen += static_cast<int>(batch.size());
+  });
+  EXPECT_FALSE(c.submit({envelope(1, 1, "bad", -1)}));
+  EXPECT_EQ(seen, 0);
+  EXPECT_TRUE(c.submit({envelope(1, 1, "good")}));
+  EXPECT_EQ(seen, 1);
 }
 
 TEST(GroupCommitter, ConcurrentSubmittersShareTransactionsAndGetTheirOwnIds) {
