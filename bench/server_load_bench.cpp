@@ -67,6 +67,7 @@
 #include "postern/account/proof_of_work.h"
 #include "postern/crypto/curve.h"
 #include "postern/crypto/random.h"
+#include "postern/server/delivery_frames.h"
 #include "postern/server/proto/delivery.pb.h"
 #include "postern/util/bytes.h"
 
@@ -526,32 +527,38 @@ class Conn : public std::enable_shared_from_this<Conn> {
       const auto data = buffer.cdata();
       if (!frame.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
         g_frame_errors.fetch_add(1, std::memory_order_relaxed);
+      } else if (frame.has_batch()) {
+        for (const auto& inner : frame.batch().frames()) process(inner);
       } else {
-        if (frame.has_envelope()) {
-          ++envelopes;
-          acks_.push_back(frame.envelope().server_id());
-          if (acks_.size() >= kAckBatch) {
-            flush_acks();
-          } else if (!ack_timer_armed_) {
-            ack_timer_armed_ = true;
-            ack_timer_.expires_after(std::chrono::milliseconds(5));
-            ack_timer_.async_wait([self](const boost::system::error_code&) {
-              self->ack_timer_armed_ = false;
-              self->flush_acks();
-            });
-          }
-        } else if (frame.has_queue_empty()) {
-          flush_acks();
-        } else if (frame.has_error() ||
-                   (frame.has_send_response() && frame.send_response().status() != 200)) {
-          g_frame_errors.fetch_add(1, std::memory_order_relaxed);
-        }
-        if (on_frame) on_frame(*this, frame);
-        if (frame.has_queue_empty()) got_queue_empty = true;
+        process(frame);
       }
       buffer.consume(buffer.size());
     }
     closed = true;
+  }
+
+  void process(const pb::ServerFrame& frame) {
+    auto self = shared_from_this();
+    if (frame.has_envelope()) {
+      ++envelopes;
+      acks_.push_back(frame.envelope().server_id());
+      if (acks_.size() >= kAckBatch) {
+        flush_acks();
+      } else if (!ack_timer_armed_) {
+        ack_timer_armed_ = true;
+        ack_timer_.expires_after(std::chrono::milliseconds(5));
+        ack_timer_.async_wait([self](const boost::system::error_code&) {
+          self->ack_timer_armed_ = false;
+          self->flush_acks();
+        });
+      }
+    } else if (frame.has_queue_empty()) {
+      flush_acks();
+    } else if (frame.has_error() || (frame.has_send_response() && frame.send_response().status() != 200)) {
+      g_frame_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (on_frame) on_frame(*this, frame);
+    if (frame.has_queue_empty()) got_queue_empty = true;
   }
 
   void flush_acks() {
@@ -565,8 +572,22 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<void> write_loop() {
     auto self = shared_from_this();
     while (!out_.empty() && !closed) {
-      auto [ec, n] = co_await ws_.async_write(asio::buffer(out_.front()), asio::as_tuple(use_awaitable));
-      out_.pop_front();
+      // What has piled up goes as one ClientFrame{batch}, as a real client would send it.
+      std::string message;
+      if (out_.size() == 1) {
+        message = std::move(out_.front());
+        out_.pop_front();
+      } else {
+        std::vector<std::string> held;
+        while (!out_.empty() && held.size() < 256) {
+          held.push_back(std::move(out_.front()));
+          out_.pop_front();
+        }
+        std::vector<const std::string*> parts;
+        for (const auto& h : held) parts.push_back(&h);
+        message = postern::server::encode_client_batch_frame(parts);
+      }
+      auto [ec, n] = co_await ws_.async_write(asio::buffer(message), asio::as_tuple(use_awaitable));
       if (ec) {
         closed = true;
         break;

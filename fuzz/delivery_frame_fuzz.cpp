@@ -1,4 +1,4 @@
-// The delivery WebSocket's client frames (decode_client_frame) on hostile bytes, and what the
+// The delivery WebSocket's client messages (decode_client_message, batches included) on hostile bytes, and what the
 // server does with them: a decoded send goes through Api::send_async over a real
 // SqliteServerStore (validation, rate limit, the recipient's devices, the group commit), an
 // acknowledgement through Api::ack_async, a refused frame becomes an error frame.
@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -81,7 +82,12 @@ class World {
   }
 
   void run(const std::uint8_t* data, std::size_t size) {
-    server::ClientFrameValue value = server::decode_client_frame(postern::ByteView(data, size));
+    std::vector<server::ClientFrameValue> values = server::decode_client_message(postern::ByteView(data, size));
+    if (values.empty() || values.size() > server::kMaxFramesPerBatch) fail("a message decoded into no or too many frames");
+    for (auto& value : values) handle(value);
+  }
+
+  void handle(server::ClientFrameValue& value) {
     if (auto* problem = std::get_if<server::FrameProblem>(&value)) {
       if (problem->code.empty() || problem->message.empty()) fail("a refused frame without code or message");
       check_server_frame(server::encode_error_frame(*problem));

@@ -34,6 +34,7 @@
 #include "postern/server/http_server.h"
 #include "postern/server/tls_identity.h"
 #include "postern/store/sqlite_server_store.h"
+#include "postern/store/wal_checkpointer.h"
 #include "postern/util/clock.h"
 
 namespace {
@@ -92,6 +93,14 @@ int run(int argc, char** argv) {
   const std::string dir = config.data_dir + "/";
   auto store = store::SqliteServerStore::open(dir + "postern.db");
   if (!store) die("opening " + dir + "postern.db", store.error());
+  // Checkpoints in the background, so that no commit (and no send waiting for it) pays for one.
+  auto checkpointer = store::WalCheckpointer::start(dir + "postern.db", std::chrono::milliseconds(100));
+  if (checkpointer) {
+    if (auto s = (*store)->set_auto_checkpoint(0); !s) die("configuring the database", s.error());
+  } else {
+    spdlog::warn("background WAL checkpoints unavailable ({}); SQLite checkpoints in commits",
+                 checkpointer.error().message());
+  }
   crypto::SystemRng rng;
   auto secret = load_or_create_secret(dir + "pow.secret", rng);
   if (!secret) die("reading " + dir + "pow.secret", secret.error());

@@ -8,48 +8,21 @@ equals the original's; 413 over the size limit; 429 from the byte rate limit; 40
 411, 400, 416, 404, 405; ownership; termination; files removed with the account.
 
 Usage: attachments_test.py PATH/TO/postern-server PATH/TO/postern-testkeys
-Standard library only. Every server it starts is killed by PID at the end.
-(The helpers below are copied from server_test.py on purpose: each test script stands alone.)
+Standard library only; the shared helpers (server process, accounts, PASS/FAIL counting) are in
+harness.py. Every server it starts is killed by PID at the end.
 """
 import hashlib
-import http.client
 import json
 import os
 import random
-import select
-import shutil
-import signal
-import socket
-import ssl
-import subprocess
-import sys
-import tempfile
 import time
 
-SERVER = sys.argv[1] if len(sys.argv) > 1 else "postern-server"
-TESTKEYS = sys.argv[2] if len(sys.argv) > 2 else "postern-testkeys"
-PASSED = 0
-FAILED = 0
-PROCS = []
-DIRS = []
+from harness import BASE_CONFIG, Server, check, error_code, run_main, signup_and_login
+
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
 MIB = 1024 * 1024
 BIG = 200 * MIB
-
-BASE_CONFIG = """
-[pow]
-difficulty = 8
-ttl_ms = 60000
-[password]
-opslimit = 1
-memlimit = 8192
-[rate_limits]
-registration_per_address = { capacity = 1000, refill_per_second = 100 }
-challenges_per_address = { capacity = 1000, refill_per_second = 100 }
-login_per_account = { capacity = 1000, refill_per_second = 100 }
-login_per_address = { capacity = 1000, refill_per_second = 100 }
-"""
 
 MAIN_CONFIG = BASE_CONFIG + """
 [attachments]
@@ -64,103 +37,6 @@ LIMITS_CONFIG = BASE_CONFIG + """
 max_upload_bytes = 1000
 bytes_per_account = { capacity = 3000, refill_per_second = 0.01 }
 """
-
-
-def check(name, condition, detail=""):
-    global PASSED, FAILED
-    if condition:
-        PASSED += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL {name} {detail}", flush=True)
-
-
-class Server:
-    def __init__(self, config_text):
-        self.dir = tempfile.mkdtemp(prefix="postern-att-")
-        DIRS.append(self.dir)
-        self.data = os.path.join(self.dir, "data")
-        config = os.path.join(self.dir, "server.toml")
-        with open(config, "w") as f:
-            f.write(config_text)
-        self.stderr = open(os.path.join(self.dir, "stderr.log"), "a+")
-        self.proc = subprocess.Popen([SERVER, "--data", self.data, "--listen", "127.0.0.1:0", "--config", config],
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
-        PROCS.append(self.proc)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("listening on "):
-            self.stderr.seek(0)
-            raise RuntimeError(f"server did not start: {line!r} {self.stderr.read()}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.ctx = ssl.create_default_context(cafile=os.path.join(self.data, "cert.pem"))
-        self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-
-    def connection(self):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=60)
-
-    def raw_socket(self):
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
-        return self.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
-
-    def request(self, method, path, body=None, token=None, raw=None, headers=None):
-        conn = self.connection()
-        try:
-            h = dict(headers or {})
-            if token is not None:
-                h["Authorization"] = "Bearer " + token
-            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-            if data is not None:
-                h.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=data, headers=h)
-            resp = conn.getresponse()
-            text = resp.read()
-            try:
-                parsed = json.loads(text) if text else None
-            except ValueError:
-                parsed = text
-            return resp.status, dict(resp.getheaders()), parsed
-        finally:
-            conn.close()
-
-
-def solve(token, difficulty):
-    nonce = 0
-    while True:
-        digest = hashlib.sha256(token.encode() + nonce.to_bytes(8, "little")).digest()
-        if int.from_bytes(digest, "big") >> (256 - difficulty) == 0:
-            return nonce
-        nonce += 1
-
-
-def pow_for(server):
-    status, _, c = server.request("POST", "/v1/challenge")
-    assert status == 200, (status, c)
-    return {"token": c["token"], "nonce": solve(c["token"], c["difficulty"])}
-
-
-def testkeys(count=0, first_id=1):
-    out = subprocess.run([TESTKEYS, str(count), str(first_id)], check=True, capture_output=True, timeout=30)
-    return json.loads(out.stdout)
-
-
-def signup_and_login(server, email, name="phone", password="Secret1"):
-    form = {"email": email, "password": password, "birthdate": "1990-05-17", "accept_terms": True,
-            "pow": pow_for(server)}
-    status, _, resp = server.request("POST", "/v1/accounts", form)
-    assert status == 201, (status, resp)
-    device = {"name": name, "identity_key": testkeys()["identity_key"], "registration_id": 77}
-    status, _, resp = server.request("POST", "/v1/sessions", {"email": email, "password": password, "device": device})
-    assert status == 201, (status, resp)
-    return resp["token"]
-
-
-def error_code(body):
-    try:
-        return body["error"]["code"]
-    except (KeyError, TypeError):
-        return None
 
 
 def is_json_error(body, code):
@@ -202,7 +78,7 @@ def stream(seed, total, start=0, chunk=MIB):
 
 def cut_upload(server, token, location, total, seed, stop_after):
     """Starts a PATCH of the whole stream and closes the socket after stop_after body bytes."""
-    sock = server.raw_socket()
+    sock = server.raw_socket(timeout=60)
     header = (f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
               f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: {OCTETS}\r\n"
               f"Content-Length: {total}\r\n\r\n")
@@ -237,7 +113,7 @@ def read_head(f):
 def resume_upload(server, token, location, total, seed, offset):
     """A PATCH of the stream from offset with Expect: 100-continue, as a careful client does: the
     body goes only once the server said it will take it (not when it answers 409 or 423)."""
-    sock = server.raw_socket()
+    sock = server.raw_socket(timeout=60)
     try:
         f = sock.makefile("rb")
         header = (f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
@@ -278,8 +154,8 @@ def range_digest(server, token, location, ranges):
 
 def main():
     a = Server(MAIN_CONFIG)
-    alice = signup_and_login(a, "alice@example.com")
-    bob = signup_and_login(a, "bob@example.com")
+    alice = signup_and_login(a, "alice@example.com")["token"]
+    bob = signup_and_login(a, "bob@example.com")["token"]
 
     # --- discovery ---
     status, h, _ = a.request("OPTIONS", "/v1/attachments", token=alice)
@@ -401,7 +277,7 @@ def main():
     for path in ["/v1/attachments/../../etc/passwd", "/v1/attachments/a/b", "/v1/attachments/", "/v1/attachments/%00"]:
         status, _, body = a.request("GET", path, token=alice)
         check(f"GET {path} -> 404", status == 404 and is_json_error(body, "not_found"), f"{status} {body}")
-    sock = a.raw_socket()  # a request that is not HTTP at all after a valid start
+    sock = a.raw_socket(timeout=60)  # a request that is not HTTP at all after a valid start
     sock.sendall(b"PATCH " + location.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n")
     sock.settimeout(10)
     reply = sock.recv(200)
@@ -479,7 +355,7 @@ def main():
 
     # --- limits: a small maximum and a byte bucket ---
     b = Server(LIMITS_CONFIG)
-    carol = signup_and_login(b, "carol@example.com")
+    carol = signup_and_login(b, "carol@example.com")["token"]
     status, _, body = create(b, carol, 1001)
     check("limits: Upload-Length over max_upload_bytes -> 413 too_large",
           status == 413 and is_json_error(body, "too_large"), f"{status} {body}")
@@ -488,27 +364,10 @@ def main():
     check("limits: byte bucket of 3000 -> 3 x 201, then 429 rate_limited with Retry-After",
           statuses == [201, 201, 201] and status == 429 and is_json_error(body, "rate_limited")
           and int(h.get("Retry-After", "0")) > 0, f"{statuses} {status} {h} {body}")
-    dave = signup_and_login(b, "dave@example.com")
+    dave = signup_and_login(b, "dave@example.com")["token"]
     status, _, _ = create(b, dave, 1000)
     check("limits: the bucket is per account", status == 201, f"{status}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a crash of the script is a failure, never a hang
-        import traceback
-        traceback.print_exc()
-        check("script completed", False, repr(e))
-    finally:
-        for p in PROCS:
-            if p.poll() is None:
-                try:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
-                except OSError:
-                    pass
-        for d in DIRS:
-            shutil.rmtree(d, ignore_errors=True)
-    print(f"{PASSED} passed, {FAILED} failed", flush=True)
-    sys.exit(1 if FAILED else 0)
+    run_main(main)

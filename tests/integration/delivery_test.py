@@ -10,8 +10,8 @@ Usage: delivery_test.py PATH/TO/postern-server PATH/TO/postern-testkeys
 """
 import time
 
-from harness import (BASE_CONFIG, Server, WebSocket, WebSocketRefused, ack_frame, b64, check, error_code,
-                     run_main, send_frame, signup_and_login)
+from harness import (BASE_CONFIG, Server, WebSocket, WebSocketRefused, ack_frame, b64, batch_frame, check,
+                     error_code, run_main, send_frame, signup_and_login)
 
 # A tiny outbox, so that a few hundred envelopes make a slow reader; a small send budget.
 CONFIG = BASE_CONFIG.replace("sends_per_account = { capacity = 100000, refill_per_second = 10000 }",
@@ -169,6 +169,21 @@ def main():
     pushed = wb.recv_frame()
     wb.send(ack_frame([pushed["server_id"]]))
 
+    # --- several client frames in one message (a batch), handled in order ---
+    wa.send(batch_frame([send_frame(20 + i, bob["account_id"], [{"device_id": 1, "content": f"b{i}".encode(),
+                                                                  "client_id": f"batch{i}".encode()}])
+                         for i in range(3)]))
+    answers = sorted((wa.recv_frame() for _ in range(3)), key=lambda r: r["request_id"])
+    got = [wb.recv_frame() for _ in range(3)]
+    check("ws: a batch of 3 sends gets 3 answers", [a["request_id"] for a in answers] == [20, 21, 22]
+          and all(a["status"] == 200 for a in answers), f"{answers}")
+    check("ws: and its envelopes arrive in the batch's order", [g["content"] for g in got] == [b"b0", b"b1", b"b2"],
+          f"{got}")
+    wb.send(batch_frame([ack_frame([g["server_id"] for g in got]), batch_frame([])]))
+    r = wb.recv_frame()
+    check("ws: a nested batch is refused (nested_batch), the rest of the batch is handled",
+          r["kind"] == "error" and r["code"] == "nested_batch" and wait_queue_empty(s, bob), f"{r}")
+
     # --- order per sending device, many sends in flight on one socket ---
     n = 200
     for i in range(n):
@@ -204,6 +219,7 @@ def main():
     check("ws: a reader that fell behind gets everything once, in order",
           [g["content"] for g in got] == [f"burst {i}".encode() for i in range(60)],
           f"{len(got)} {[g['content'] for g in got][:12]}")
+    check("ws: what piled up for it came in batches", wb.batches > 0, f"{wb.batches}")
     wb.send(ack_frame([g["server_id"] for g in got]))
     wait_queue_empty(s, bob)
 

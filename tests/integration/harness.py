@@ -105,12 +105,29 @@ class Server:
         if not line.startswith("listening on "):
             self.stderr.seek(0)
             raise RuntimeError(f"server did not start: {line!r} {self.stderr.read()}")
+        self.listen_line = line
         self.port = int(line.strip().rsplit(":", 1)[1])
+        self.admin_line = None
+        self.admin_port = None
         self.ctx = ssl.create_default_context(cafile=os.path.join(self.data, "cert.pem"))
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
 
+    def read_admin_line(self):
+        """Reads the server's second stdout line, "admin listening on HOST:PORT", and returns it;
+        sets .admin_line and, when the line is that, .admin_port. The server writes both lines with
+        one flush, so the line is normally buffered already; "" when stdout ends first."""
+        self.admin_line = self.proc.stdout.readline().decode()
+        if self.admin_line.startswith("admin listening on "):
+            self.admin_port = int(self.admin_line.strip().rsplit(":", 1)[1])
+        return self.admin_line
+
     def connection(self):
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+
+    def raw_socket(self, timeout=30):
+        """A TLS socket to the server, for requests http.client cannot make."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return self.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
 
     def request(self, method, path, body=None, token=None, raw=None, headers=None):
         conn = self.connection()
@@ -307,6 +324,9 @@ def decode_server_frame(data):
                 "results": results, "missing": pb_packed(r.get(4)), "extra": pb_packed(r.get(5)),
                 "stale": pb_packed(r.get(6)), "code": r.get(7, [b""])[0].decode(),
                 "message": r.get(8, [b""])[0].decode(), "retry_after_ms": r.get(9, [0])[0]}
+    if 5 in f:
+        inner = pb_decode(f[5][0])
+        return {"kind": "batch", "frames": [decode_server_frame(x) for x in inner.get(1, [])]}
     if 4 in f:
         e = pb_decode(f[4][0])
         return {"kind": "error", "code": e.get(1, [b""])[0].decode(), "message": e.get(2, [b""])[0].decode()}
@@ -321,6 +341,11 @@ def send_frame(request_id, recipient, envelopes):
         envs.append((3, [(1, e["device_id"]), (2, e.get("registration_id", 0)), (3, e.get("type", 1)),
                          (4, e["content"]), (5, e["client_id"]), (6, e.get("timestamp", int(time.time() * 1000)))]))
     return pb_encode([(1, [(1, request_id), (2, recipient)] + envs)])
+
+
+def batch_frame(frames):
+    """ClientFrame{batch} of serialised ClientFrames."""
+    return pb_encode([(3, [(1, f) for f in frames])])
 
 
 def ack_frame(server_ids):
@@ -373,6 +398,8 @@ class WebSocket:
         if headers.get("sec-websocket-accept") != expected:
             raise ConnectionError("bad Sec-WebSocket-Accept")
         self.close_code = None
+        self.pending = []  # frames of a batch not yet returned
+        self.batches = 0
 
     def send(self, payload, opcode=2):
         mask = os.urandom(4)
@@ -434,11 +461,19 @@ class WebSocket:
                 return first_opcode, message
 
     def recv_frame(self, timeout=10):
-        """The next ServerFrame, decoded; {"kind": "close", "code": ...} on a close."""
+        """The next ServerFrame, decoded (the frames of a batch one by one, in order);
+        {"kind": "close", "code": ...} on a close."""
+        if self.pending:
+            return self.pending.pop(0)
         opcode, payload = self.recv(timeout)
         if opcode == "close":
             return {"kind": "close", "code": payload}
-        return decode_server_frame(payload)
+        frame = decode_server_frame(payload)
+        if frame["kind"] == "batch":
+            self.batches += 1
+            self.pending = frame["frames"]
+            return self.recv_frame(timeout) if self.pending else {"kind": "empty_batch"}
+        return frame
 
     def close(self, code=1000):
         try:

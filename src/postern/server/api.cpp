@@ -1068,6 +1068,13 @@ std::optional<SendOutcome> Api::check_send(const store::TokenOwner& sender, std:
   return std::nullopt;
 }
 
+bool Api::try_send_without_blocking(const store::TokenOwner& sender, std::int64_t recipient,
+                                    std::vector<OutgoingEnvelope>& envelopes, std::function<void(SendOutcome)>& done) {
+  if (recipient > 0 && !cached_devices(recipient)) return false;
+  send_async(sender, recipient, std::move(envelopes), std::move(done));
+  return true;
+}
+
 void Api::send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
                      std::function<void(SendOutcome)> done) {
   if (auto failed = check_send(sender, recipient, envelopes)) {

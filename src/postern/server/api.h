@@ -117,6 +117,11 @@ class Api {
   // on the calling thread. `done` must not block.
   void send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
                   std::function<void(SendOutcome)> done);
+  // send_async when it needs nothing from the store (the recipient's devices are cached): then it
+  // does not block and may run on a network thread. Returns false, having done nothing, when it
+  // would have to read the store (the caller then runs send_async on a worker).
+  bool try_send_without_blocking(const store::TokenOwner& sender, std::int64_t recipient,
+                                 std::vector<OutgoingEnvelope>& envelopes, std::function<void(SendOutcome)>& done);
   // Up to `limit` queued envelopes of the device after `after_id` (in order). Blocks.
   Result<std::vector<store::StoredEnvelope>> fetch_queued(const store::TokenOwner& device, std::int64_t after_id,
                                                           std::size_t limit);

@@ -21,14 +21,9 @@ Bytes to_bytes(const std::string& s) {
 
 }  // namespace
 
-ClientFrameValue decode_client_frame(ByteView data) {
-  if (data.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-    return problem("malformed_frame", "the frame is too large");
-  }
-  pb::ClientFrame frame;
-  if (!frame.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
-    return problem("malformed_frame", "the frame is not a ClientFrame");
-  }
+namespace {
+
+ClientFrameValue decode_one(const pb::ClientFrame& frame) {
   switch (frame.kind_case()) {
     case pb::ClientFrame::kSend: {
       const pb::SendRequest& request = frame.send();
@@ -67,10 +62,47 @@ ClientFrameValue decode_client_frame(ByteView data) {
       }
       return ack;
     }
+    case pb::ClientFrame::kBatch:
+      return problem("nested_batch", "a batch cannot hold another batch");
     case pb::ClientFrame::KIND_NOT_SET:
       break;
   }
   return problem("unknown_frame", "the frame carries nothing this server knows");
+}
+
+bool parse(ByteView data, pb::ClientFrame& frame) {
+  if (data.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) return false;
+  return frame.ParseFromArray(data.data(), static_cast<int>(data.size()));
+}
+
+}  // namespace
+
+std::vector<ClientFrameValue> decode_client_message(ByteView data) {
+  std::vector<ClientFrameValue> out;
+  pb::ClientFrame frame;
+  if (!parse(data, frame)) {
+    out.emplace_back(problem("malformed_frame", "the frame is not a ClientFrame"));
+    return out;
+  }
+  if (frame.kind_case() != pb::ClientFrame::kBatch) {
+    out.push_back(decode_one(frame));
+    return out;
+  }
+  const auto& frames = frame.batch().frames();
+  if (static_cast<std::size_t>(frames.size()) > kMaxFramesPerBatch) {
+    out.emplace_back(problem("too_many_frames", "at most " + std::to_string(kMaxFramesPerBatch) + " frames in a batch"));
+    return out;
+  }
+  out.reserve(static_cast<std::size_t>(frames.size()));
+  for (const auto& inner : frames) out.push_back(decode_one(inner));
+  return out;
+}
+
+ClientFrameValue decode_client_frame(ByteView data) {
+  pb::ClientFrame frame;
+  if (!parse(data, frame)) return problem("malformed_frame", "the frame is not a ClientFrame");
+  if (frame.kind_case() == pb::ClientFrame::kBatch) return problem("unknown_frame", "a batch is not expected here");
+  return decode_one(frame);
 }
 
 std::string encode_envelope_frame(const store::Envelope& e, std::int64_t server_id) {
@@ -119,6 +151,50 @@ std::string encode_error_frame(const FrameProblem& p) {
   frame.mutable_error()->set_error_code(p.code);
   frame.mutable_error()->set_error_message(p.message);
   return frame.SerializeAsString();
+}
+
+}  // namespace postern::server
+
+namespace postern::server {
+
+namespace {
+
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// A message whose only field, `outer_tag`, holds a message whose field 1 repeats the frames (all
+// length-delimited: tag = field << 3 | 2).
+std::string encode_batch(char outer_tag, const std::vector<const std::string*>& frames) {
+  std::size_t inner = 0;
+  for (const std::string* f : frames) inner += 1 + 10 + f->size();
+  std::string batch;
+  batch.reserve(inner);
+  for (const std::string* f : frames) {
+    batch.push_back(static_cast<char>(0x0a));
+    put_varint(batch, f->size());
+    batch += *f;
+  }
+  std::string out;
+  out.reserve(batch.size() + 11);
+  out.push_back(outer_tag);
+  put_varint(out, batch.size());
+  out += batch;
+  return out;
+}
+
+}  // namespace
+
+std::string encode_batch_frame(const std::vector<const std::string*>& frames) {
+  return encode_batch(static_cast<char>(0x2a), frames);  // ServerFrame.batch = 5
+}
+
+std::string encode_client_batch_frame(const std::vector<const std::string*>& frames) {
+  return encode_batch(static_cast<char>(0x1a), frames);  // ClientFrame.batch = 3
 }
 
 }  // namespace postern::server

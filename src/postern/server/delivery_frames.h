@@ -24,6 +24,7 @@ namespace postern::server {
 // devices per account) and this many ids in one acknowledgement.
 inline constexpr std::size_t kMaxEnvelopesPerSend = 1000;
 inline constexpr std::size_t kMaxAcksPerFrame = 1000;
+inline constexpr std::size_t kMaxFramesPerBatch = 1000;
 
 struct SendFrame {
   std::uint64_t request_id = 0;
@@ -43,7 +44,12 @@ struct FrameProblem {
 
 using ClientFrameValue = std::variant<SendFrame, AckFrame, FrameProblem>;
 
-// Decodes one binary WebSocket message from a client.
+// Decodes one binary WebSocket message from a client: one value, or one per frame of a
+// ClientBatch, in order. A batch that is nested or holds more than kMaxFramesPerBatch frames is
+// one FrameProblem ("nested_batch", "too_many_frames"); a bad frame inside a batch is a problem in
+// its place and does not spoil the others.
+std::vector<ClientFrameValue> decode_client_message(ByteView data);
+// The same for a message that must not be a batch (a batch is "unknown_frame" here).
 ClientFrameValue decode_client_frame(ByteView data);
 
 // Server frames, serialised.
@@ -51,5 +57,11 @@ std::string encode_envelope_frame(const store::Envelope& envelope, std::int64_t 
 std::string encode_queue_empty_frame();
 std::string encode_send_response_frame(std::uint64_t request_id, const SendOutcome& outcome);
 std::string encode_error_frame(const FrameProblem& problem);
+// One ServerFrame{batch} holding the given serialised ServerFrames, in order, without parsing
+// them again (the bytes of a repeated message field are the concatenation of its elements).
+std::string encode_batch_frame(const std::vector<const std::string*>& frames);
+// The client's counterpart: one ClientFrame{batch} of serialised ClientFrames (for clients and
+// the load generator).
+std::string encode_client_batch_frame(const std::vector<const std::string*>& frames);
 
 }  // namespace postern::server

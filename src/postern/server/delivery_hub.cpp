@@ -39,6 +39,9 @@ namespace {
 // Close codes of our own (4000-4999 are for applications, RFC 6455 section 7.4.2).
 constexpr std::uint16_t kCloseReplaced = 4000;      // a newer connection of the same device
 constexpr std::uint16_t kCloseUnauthorized = 4001;  // the device was removed or signed out
+// A batch of frames written at once holds at most this many frames and about this many bytes.
+constexpr std::size_t kMaxBatchFrames = 256;
+constexpr std::size_t kMaxBatchBytes = 256 * 1024;
 
 using Frame = std::shared_ptr<const std::string>;
 
@@ -159,8 +162,22 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
       }
       if (c->closed) break;
       if (!c->outbox.empty()) {
+        // What has piled up goes out as one batch: one TLS record and one system call.
         Frame frame = std::move(c->outbox.front());
         c->outbox.pop_front();
+        if (!c->outbox.empty()) {
+          std::vector<Frame> held{std::move(frame)};
+          std::size_t bytes = held.front()->size();
+          while (!c->outbox.empty() && held.size() < kMaxBatchFrames && bytes < kMaxBatchBytes) {
+            bytes += c->outbox.front()->size();
+            held.push_back(std::move(c->outbox.front()));
+            c->outbox.pop_front();
+          }
+          std::vector<const std::string*> parts;
+          parts.reserve(held.size());
+          for (const auto& f : held) parts.push_back(f.get());
+          frame = share(encode_batch_frame(parts));
+        }
         c->ws.binary(true);
         auto [ec, n] = co_await c->ws.async_write(asio::buffer(*frame), asio::as_tuple(use_awaitable));
         (void)n;
@@ -208,17 +225,38 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
     bool start = false;
     {
       std::lock_guard lock(c->sends_mutex);
+      if (!c->sends_running && c->pending_sends.empty()) {
+        // Nothing of this connection is waiting on a worker, so order allows doing it here, and
+        // with the recipient's devices cached it does not block: one thread hop less.
+        const std::uint64_t request_id = send.request_id;
+        const std::size_t count = send.envelopes.size();
+        auto done = answer(c, request_id, count);
+        if (api.try_send_without_blocking(c->owner, send.recipient_account, send.envelopes, done)) return;
+      }
       c->pending_sends.push_back(std::move(send));
       if (!c->sends_running) start = c->sends_running = true;
     }
     if (start) asio::post(workers, [self = shared_from_this(), c] { self->run_sends(c); });
   }
 
+  // The completion of a send: the answer goes back to the connection's strand.
+  std::function<void(SendOutcome)> answer(const std::shared_ptr<Connection>& c, std::uint64_t request_id,
+                                          std::size_t count) {
+    return [self = shared_from_this(), c, executor = c->ws.get_executor(), request_id, count](SendOutcome outcome) {
+      if (outcome.status == 200) bump(self->metrics.messages_sent_ws, count);
+      Frame frame = share(encode_send_response_frame(request_id, outcome));
+      asio::post(executor, [self, c, frame = std::move(frame)]() mutable {
+        --c->sends_in_flight;
+        c->slot_free.cancel();
+        self->enqueue(c, std::move(frame));
+      });
+    };
+  }
+
   // On a worker: checks and submits the connection's pending sends one after another, in the
   // order they arrived, so that the group commit stores them in that order (order per sending
   // device). Each returns as soon as it is submitted; the answers come back from the committer.
   void run_sends(const std::shared_ptr<Connection>& c) {
-    auto executor = c->ws.get_executor();
     for (;;) {
       SendFrame send;
       {
@@ -230,18 +268,8 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
         send = std::move(c->pending_sends.front());
         c->pending_sends.pop_front();
       }
-      const std::uint64_t request_id = send.request_id;
-      const std::size_t count = send.envelopes.size();
-      api.send_async(c->owner, send.recipient_account, std::move(send.envelopes),
-                     [self = shared_from_this(), c, executor, request_id, count](SendOutcome outcome) {
-                       if (outcome.status == 200) bump(self->metrics.messages_sent_ws, count);
-                       Frame frame = share(encode_send_response_frame(request_id, outcome));
-                       asio::post(executor, [self, c, frame = std::move(frame)]() mutable {
-                         --c->sends_in_flight;
-                         c->slot_free.cancel();
-                         self->enqueue(c, std::move(frame));
-                       });
-                     });
+      auto done = answer(c, send.request_id, send.envelopes.size());
+      api.send_async(c->owner, send.recipient_account, std::move(send.envelopes), std::move(done));
     }
   }
 
@@ -258,20 +286,22 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
         continue;
       }
       const auto data = buffer.cdata();
-      ClientFrameValue frame =
-          decode_client_frame(ByteView(static_cast<const std::uint8_t*>(data.data()), data.size()));
+      std::vector<ClientFrameValue> frames =
+          decode_client_message(ByteView(static_cast<const std::uint8_t*>(data.data()), data.size()));
       buffer.consume(buffer.size());
       if (buffer.capacity() > 16 * 1024) buffer.shrink_to_fit();  // idle connections stay small
-      if (auto* ack = std::get_if<AckFrame>(&frame)) {
-        api.ack_async(c->owner, ack->server_ids);
-      } else if (auto* send = std::get_if<SendFrame>(&frame)) {
-        handle_send(c, std::move(*send));
-        while (c->sends_in_flight >= config.messages.ws_max_sends_in_flight && !c->closed) {
-          c->slot_free.expires_at(asio::steady_timer::time_point::max());
-          co_await c->slot_free.async_wait(asio::as_tuple(use_awaitable));
+      for (auto& frame : frames) {
+        if (auto* ack = std::get_if<AckFrame>(&frame)) {
+          api.ack_async(c->owner, ack->server_ids);
+        } else if (auto* send = std::get_if<SendFrame>(&frame)) {
+          handle_send(c, std::move(*send));
+        } else {
+          enqueue(c, share(encode_error_frame(std::get<FrameProblem>(frame))));
         }
-      } else {
-        enqueue(c, share(encode_error_frame(std::get<FrameProblem>(frame))));
+      }
+      while (c->sends_in_flight >= config.messages.ws_max_sends_in_flight && !c->closed) {
+        c->slot_free.expires_at(asio::steady_timer::time_point::max());
+        co_await c->slot_free.async_wait(asio::as_tuple(use_awaitable));
       }
     }
     c->closed = true;

@@ -132,9 +132,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       if (active.load() >= limits.max_connections) {
         boost::system::error_code ignored;
         socket.close(ignored);
+        bump(api.metrics().connections_refused);
         spdlog::warn("connection refused: {} connections open (the cap)", limits.max_connections);
         continue;
       }
+      // Small answers (a WebSocket frame, a JSON reply) go out at once instead of waiting for the
+      // peer's delayed ACK (Nagle): 40 ms per exchange otherwise.
+      boost::system::error_code nodelay_ec;
+      socket.set_option(tcp::no_delay(true), nodelay_ec);
       ++active;
       auto ex = socket.get_executor();
       asio::co_spawn(ex, session(std::move(socket)), [self = shared_from_this()](std::exception_ptr e) {
@@ -219,7 +224,15 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     if (stopping) co_return;
     beast::get_lowest_layer(stream).expires_after(limits.handshake_timeout);
     auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
-    if (hs_ec) co_return;
+    if (hs_ec) {
+      bump(api.metrics().tls_handshake_failures);
+      co_return;
+    }
+    api.metrics().tls_connections.fetch_add(1, std::memory_order_relaxed);
+    struct CountDown {
+      ServerMetrics& m;
+      ~CountDown() { m.tls_connections.fetch_sub(1, std::memory_order_relaxed); }
+    } count_down{api.metrics()};
 
     beast::flat_buffer buffer;
     bool close_gracefully = true;

@@ -211,6 +211,9 @@ class MessageQueue {
                                                     std::int64_t after_id, std::size_t limit) = 0;
   // Deletes acknowledged envelopes (only those addressed to the given device: a device cannot
   // delete another's). One transaction. Returns how many were deleted; unknown ids are skipped.
+  // The one exception to "durable on return": an implementation may commit acknowledgements
+  // without waiting for the disk, because losing one in a crash only delivers that envelope again
+  // (clients drop repeats by server id); they become durable with the next durable commit.
   virtual Result<std::int64_t> ack_batch(std::span<const AckRef> acks) = 0;
   Result<bool> ack(std::int64_t account_id, std::uint32_t device_id, std::int64_t server_id) {
     const AckRef ref{account_id, device_id, server_id};

@@ -180,6 +180,10 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const std::st
   return std::unique_ptr<SqliteServerStore>(new SqliteServerStore(std::move(db)));
 }
 
+Status SqliteServerStore::set_auto_checkpoint(int pages) {
+  return db_.exec("PRAGMA wal_autocheckpoint = " + std::to_string(pages < 0 ? 0 : pages));
+}
+
 Status SqliteServerStore::backup_to(const std::string& path) {
   POSTERN_TRY(Statement stmt, db_.prepare("VACUUM INTO ?1"));
   POSTERN_CHECK(stmt.bind_text(1, path));
@@ -588,6 +592,16 @@ Result<std::vector<StoredEnvelope>> SqliteServerStore::fetch(std::int64_t accoun
 
 Result<std::int64_t> SqliteServerStore::ack_batch(std::span<const AckRef> acks) {
   if (acks.empty()) return std::int64_t{0};
+  // Acknowledgements are committed without waiting for the disk (synchronous=NORMAL for this
+  // transaction only): a crash may lose the last of them, and then those envelopes are delivered
+  // again, which clients handle (they drop repeats by server id). The next FULL commit's fsync of
+  // the WAL makes them durable too. This keeps acknowledgements from taking an fsync away from
+  // the sends waiting for theirs.
+  POSTERN_CHECK(db_.exec("PRAGMA synchronous = NORMAL"));
+  struct RestoreFull {
+    Database& db;
+    ~RestoreFull() { (void)db.exec("PRAGMA synchronous = FULL"); }
+  } restore{db_};
   POSTERN_TRY(Transaction tx, Transaction::begin(db_));
   std::int64_t deleted = 0;
   for (const AckRef& a : acks) {

@@ -35,6 +35,9 @@ class SqliteServerStore final : public ServerStore {
   // runs (VACUUM INTO: one read transaction, writers continue). The copy is compact and has no
   // -wal file to carry along. Fails if `path` exists.
   Status backup_to(const std::string& path);
+  // PRAGMA wal_autocheckpoint for this connection: 0 turns automatic checkpoints off (when a
+  // WalCheckpointer does them); SQLite's default is 1000 pages.
+  Status set_auto_checkpoint(int pages);
 
   // The connection, for diagnostics (last_message()) and tests.
   Database& database() { return db_; }

@@ -84,6 +84,49 @@ TEST(DeliveryFrames, RefusesMalformedAndEmptyFrames) {
   EXPECT_EQ(problem_code(decode_client_frame(view(std::string("\x78\x01", 2)))), "unknown_frame");
 }
 
+TEST(DeliveryFrames, ABatchDecodesIntoItsFramesInOrder) {
+  pb::ClientFrame batch;
+  auto* first = batch.mutable_batch()->add_frames();
+  first->mutable_send()->set_request_id(1);
+  batch.mutable_batch()->add_frames()->mutable_ack()->add_server_ids(0);  // bad: a problem in its place
+  batch.mutable_batch()->add_frames()->mutable_ack()->add_server_ids(8);
+  batch.mutable_batch()->add_frames()->mutable_batch();                   // nested
+  const auto values = decode_client_message(view(batch.SerializeAsString()));
+  ASSERT_EQ(values.size(), 4u);
+  ASSERT_TRUE(std::holds_alternative<SendFrame>(values[0]));
+  EXPECT_EQ(std::get<SendFrame>(values[0]).request_id, 1u);
+  EXPECT_EQ(problem_code(values[1]), "bad_server_id");
+  ASSERT_TRUE(std::holds_alternative<AckFrame>(values[2]));
+  EXPECT_EQ(problem_code(values[3]), "nested_batch");
+  // decode_client_frame does not take batches.
+  EXPECT_EQ(problem_code(decode_client_frame(view(batch.SerializeAsString()))), "unknown_frame");
+
+  pb::ClientFrame big;
+  for (std::size_t i = 0; i <= kMaxFramesPerBatch; ++i) big.mutable_batch()->add_frames()->mutable_ack()->add_server_ids(1);
+  const auto refused = decode_client_message(view(big.SerializeAsString()));
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(problem_code(refused[0]), "too_many_frames");
+  const auto malformed = decode_client_message(view(std::string("\x1a\x05", 2)));
+  ASSERT_EQ(malformed.size(), 1u);
+  EXPECT_EQ(problem_code(malformed[0]), "malformed_frame");
+}
+
+TEST(DeliveryFrames, ABatchOfSerialisedFramesParsesAsAServerBatch) {
+  store::Envelope e;
+  e.content = Bytes(300, 0x41);  // a length that needs a two-byte varint
+  e.client_id = Bytes{'c'};
+  const std::string a = encode_envelope_frame(e, 1);
+  const std::string b = encode_queue_empty_frame();
+  const std::string c = encode_error_frame({"x", "y"});
+  pb::ServerFrame frame;
+  ASSERT_TRUE(frame.ParseFromString(encode_batch_frame({&a, &b, &c})));
+  ASSERT_TRUE(frame.has_batch());
+  ASSERT_EQ(frame.batch().frames_size(), 3);
+  EXPECT_EQ(frame.batch().frames(0).envelope().content().size(), 300u);
+  EXPECT_TRUE(frame.batch().frames(1).has_queue_empty());
+  EXPECT_EQ(frame.batch().frames(2).error().error_code(), "x");
+}
+
 TEST(DeliveryFrames, ServerFramesParseBack) {
   store::Envelope e;
   e.sender_account = 11;
