@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api_fixture.h"
 #include "invariant.h"
 #include "postern/crypto/curve.h"
 #include "postern/crypto/random.h"
@@ -56,30 +57,10 @@ bool known_status(unsigned s) {
 
 class World {
  public:
-  World() : rng_(3), clock_(1'800'000'000'000) {
-    char pattern[] = "/tmp/postern-frame-fuzz-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) fail("mkdtemp");
-    dir_ = pattern;
-    auto store = postern::store::SqliteServerStore::open(dir_ + "/postern.db");
-    if (!store) fail("opening the store");
-    store_ = std::move(*store);
-    config_.pow_difficulty = 0;
-    config_.password.opslimit = 1;
-    config_.password.memlimit = 8192;
-    const postern::account::RateLimit plenty{1e9, 1e9};
-    config_.rate_limits = {plenty, plenty, plenty, plenty, plenty, plenty, 1000, plenty};
-    std::array<std::uint8_t, 32> secret{};
-    secret.fill(9);
-    api_ = std::make_unique<server::Api>(*store_, config_, postern::ByteView(secret.data(), secret.size()), clock_, rng_);
+  World() : f_(3, "frame-fuzz") {
     for (const char* email : {"one@example.com", "two@example.com"}) add_account(email);
   }
 
-  ~World() {
-    api_.reset();
-    store_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
 
   void run(const std::uint8_t* data, std::size_t size) {
     std::vector<server::ClientFrameValue> values = server::decode_client_message(postern::ByteView(data, size));
@@ -98,7 +79,7 @@ class World {
       for (auto id : ack->server_ids) {
         if (id <= 0) fail("a non-positive server id decoded");
       }
-      api_->ack_async({1, 1}, ack->server_ids);
+      f_.api->ack_async({1, 1}, ack->server_ids);
       return;
     }
     auto& send = std::get<server::SendFrame>(value);
@@ -108,7 +89,7 @@ class World {
     std::condition_variable cv;
     std::optional<server::SendOutcome> outcome;
     int answers = 0;
-    api_->send_async({1, 1}, send.recipient_account, std::move(send.envelopes), [&](server::SendOutcome o) {
+    f_.api->send_async({1, 1}, send.recipient_account, std::move(send.envelopes), [&](server::SendOutcome o) {
       std::lock_guard lock(m);
       ++answers;
       outcome = std::move(o);
@@ -124,17 +105,17 @@ class World {
     }
     if (outcome->status != 200 && outcome->code.empty()) fail("a failed send without an error code");
     check_server_frame(server::encode_send_response_frame(send.request_id, *outcome));
-    clock_.advance_ms(1000);
+    f_.clock.advance_ms(1000);
   }
 
  private:
   server::ApiResponse post(std::string_view path, const json& body) {
     const std::string text = body.dump();
-    return api_->handle({"POST", path, {}, text, "192.0.2.1"});
+    return f_.api->handle({"POST", path, {}, text, "192.0.2.1"});
   }
 
   void add_account(const std::string& email) {
-    const auto challenge = api_->handle({"POST", "/v1/challenge", {}, {}, "192.0.2.1"});
+    const auto challenge = f_.api->handle({"POST", "/v1/challenge", {}, {}, "192.0.2.1"});
     if (challenge.status != 200) fail("issuing a challenge");
     const std::string token = json::parse(challenge.body).at("token").get<std::string>();
     const auto created = post("/v1/accounts", {{"email", email},
@@ -143,7 +124,7 @@ class World {
                                                {"accept_terms", true},
                                                {"pow", {{"token", token}, {"nonce", 0}}}});
     if (created.status != 201) fail("creating an account");
-    const auto identity = postern::crypto::KeyPair::generate(rng_);
+    const auto identity = postern::crypto::KeyPair::generate(f_.rng);
     const auto ik = identity.public_key.serialize();
     const auto login = post("/v1/sessions", {{"email", email},
                                              {"password", "Secret1"},
@@ -154,12 +135,7 @@ class World {
     if (login.status != 201) fail("logging in");
   }
 
-  postern::crypto::DeterministicRng rng_;
-  postern::ManualClock clock_;
-  std::string dir_;
-  std::unique_ptr<postern::store::SqliteServerStore> store_;
-  server::ServerConfig config_;
-  std::unique_ptr<server::Api> api_;
+  postern::fuzz::ApiFixture f_;
 };
 
 }  // namespace

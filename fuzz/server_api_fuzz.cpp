@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api_fixture.h"
 #include "invariant.h"
 #include "postern/crypto/curve.h"
 #include "postern/crypto/random.h"
@@ -108,40 +109,19 @@ void check_response(const ApiResponse& r) {
 
 class World {
  public:
-  World() : rng_(1), clock_(1'800'000'000'000) {
-    char pattern[] = "/tmp/postern-api-fuzz-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) fail("mkdtemp");
-    dir_ = pattern;
-    auto store = postern::store::SqliteServerStore::open(dir_ + "/postern.db");
-    if (!store) fail("opening the store");
-    store_ = std::move(*store);
-    config_.pow_difficulty = 0;
-    config_.password.opslimit = 1;
-    config_.password.memlimit = 8192;
-    const postern::account::RateLimit plenty{1e9, 1e9};
-    config_.rate_limits = {plenty, plenty, plenty, plenty, plenty, plenty, 1000};
-    std::array<std::uint8_t, 32> secret{};
-    secret.fill(7);
-    api_ = std::make_unique<postern::server::Api>(*store_, config_, postern::ByteView(secret.data(), secret.size()),
-                                                  clock_, rng_);
-    const auto identity = postern::crypto::KeyPair::generate(rng_);
-    const auto spk = postern::crypto::KeyPair::generate(rng_);
+  World() : f_(1, "api-fuzz") {
+    const auto identity = postern::crypto::KeyPair::generate(f_.rng);
+    const auto spk = postern::crypto::KeyPair::generate(f_.rng);
     const auto ik_bytes = identity.public_key.serialize();
     const auto spk_bytes = spk.public_key.serialize();
     const auto sig = postern::crypto::xeddsa_sign(identity.private_key,
-                                                  postern::ByteView(spk_bytes.data(), spk_bytes.size()), rng_);
+                                                  postern::ByteView(spk_bytes.data(), spk_bytes.size()), f_.rng);
     ik_ = postern::to_hex(postern::ByteView(ik_bytes.data(), ik_bytes.size()));
     spk_ = postern::to_hex(postern::ByteView(spk_bytes.data(), spk_bytes.size()));
     sig_ = postern::to_hex(postern::ByteView(sig.data(), sig.size()));
     repair_session();
   }
 
-  ~World() {
-    api_.reset();
-    store_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
 
   void run(const std::uint8_t* data, std::size_t size) {
     if (size < 4) return;
@@ -167,9 +147,9 @@ class World {
     substitute(body);
 
     ApiRequest request{method, path, authorization, body, "192.0.2.1"};
-    check_response(api_->handle(request));
+    check_response(f_.api->handle(request));
     (void)postern::server::Api::route_name(path);
-    clock_.advance_ms(1000);
+    f_.clock.advance_ms(1000);
     repair_session();
   }
 
@@ -185,14 +165,14 @@ class World {
   }
 
   std::string fresh_pow() {
-    const ApiResponse r = api_->handle({"POST", "/v1/challenge", {}, {}, "192.0.2.1"});
+    const ApiResponse r = f_.api->handle({"POST", "/v1/challenge", {}, {}, "192.0.2.1"});
     if (r.status != 200) fail("issuing a challenge");
     return json::parse(r.body).at("token").get<std::string>();
   }
 
   ApiResponse post(std::string_view path, const json& body) {
     const std::string text = body.dump();
-    return api_->handle({"POST", path, {}, text, "192.0.2.1"});
+    return f_.api->handle({"POST", path, {}, text, "192.0.2.1"});
   }
 
   // A live session of an account with one device whose keys are uploaded; a new account when the
@@ -200,7 +180,7 @@ class World {
   void repair_session() {
     if (!token_.empty()) {
       const std::string auth = "Bearer " + token_;
-      if (api_->handle({"GET", "/v1/keys/count", auth, {}, "192.0.2.1"}).status == 200) return;
+      if (f_.api->handle({"GET", "/v1/keys/count", auth, {}, "192.0.2.1"}).status == 200) return;
     }
     const json device = {{"name", "fuzz"}, {"identity_key", ik_}, {"registration_id", 1}};
     ApiResponse r = post("/v1/sessions", {{"email", email_}, {"password", "Secret1"}, {"device", device}});
@@ -218,17 +198,12 @@ class World {
     account_id_ = session.at("account_id").get<std::int64_t>();
     const std::string keys = R"({"signed_pre_key": {"id": 1, "public_key": ")" + spk_ + R"(", "signature": ")" +
                              sig_ + R"("}, "one_time_pre_keys": [{"id": 1, "public_key": ")" + spk_ + R"("}]})";
-    if (api_->handle({"PUT", "/v1/keys", "Bearer " + token_, keys, "192.0.2.1"}).status != 200) {
+    if (f_.api->handle({"PUT", "/v1/keys", "Bearer " + token_, keys, "192.0.2.1"}).status != 200) {
       fail("uploading the fuzz device's keys");
     }
   }
 
-  postern::crypto::DeterministicRng rng_;
-  postern::ManualClock clock_;
-  std::string dir_;
-  std::unique_ptr<postern::store::SqliteServerStore> store_;
-  postern::server::ServerConfig config_;
-  std::unique_ptr<postern::server::Api> api_;
+  postern::fuzz::ApiFixture f_;
   std::string ik_, spk_, sig_;
   std::string email_ = "fuzz0@example.com";
   std::string token_;

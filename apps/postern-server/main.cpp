@@ -5,6 +5,8 @@
 // certificate (self-signed on first start unless configured), listener; then "listening on
 // HOST:PORT" on stdout and DIR/invite.txt. SIGTERM/SIGINT: stop accepting, finish requests in
 // progress (bounded by http.shutdown_grace_ms), exit 0.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <chrono>
 #include <exception>
@@ -89,6 +91,19 @@ int run(int argc, char** argv) {
     die("password hashing limits rejected", probe.error());
   }
 
+  // Every connection is a file descriptor: raise the soft limit to the hard one (the default soft
+  // limit, 1024, is far below the connection cap), as nginx and Go servers do.
+  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    if (nofile.rlim_cur < nofile.rlim_max) {
+      nofile.rlim_cur = nofile.rlim_max;
+      (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < config.http.max_connections + 64) {
+      spdlog::warn("open files limit {} is below http.max_connections {} (+64 for the database and files); "
+                   "raise it (ulimit -n, LimitNOFILE=) or lower max_connections",
+                   static_cast<std::uint64_t>(nofile.rlim_cur), config.http.max_connections);
+    }
+  }
   if (auto s = ensure_directory(config.data_dir); !s) die("creating " + config.data_dir, s.error());
   const std::string dir = config.data_dir + "/";
   auto store = store::SqliteServerStore::open(dir + "postern.db");

@@ -19,25 +19,12 @@ import ssl
 import subprocess
 import time
 
-from harness import (PATHS, PROCS, Server, b64, check, error_code, form, login_device, pow_for, run_main,
+from harness import (BASE_CONFIG, PATHS, PROCS, Server, b64, check, error_code, form, login_device, pow_for, run_main,
                      signup_and_login, solve, testkeys)
 
 
-TEST_CONFIG = """
-[pow]
-difficulty = 8
-ttl_ms = 60000
-[password]
-opslimit = 1
-memlimit = 8192
-[rate_limits]
-registration_per_address = { capacity = 1000, refill_per_second = 100 }
-challenges_per_address = { capacity = 1000, refill_per_second = 100 }
-login_per_account = { capacity = 1000, refill_per_second = 100 }
-login_per_address = { capacity = 1000, refill_per_second = 100 }
-directory_per_account = { capacity = 1000, refill_per_second = 100 }
-key_fetch_per_account = { capacity = 1000, refill_per_second = 100 }
-"""
+# The harness's configuration without its send limit: tests below append their own.
+TEST_CONFIG = "".join(line + "\n" for line in BASE_CONFIG.splitlines() if not line.startswith("sends_per_account"))
 
 # A server whose directory and key fetches allow a burst of 2 only.
 LOOKUP_CONFIG = """

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "postern/server/api.h"
+#include "postern/server/detail/listen.h"
 #include "postern/server/errors.h"
 #include "postern/server/http_server.h"
 #include "postern/server/metrics.h"
@@ -198,21 +199,7 @@ AdminServer::AdminServer(asio::io_context& io, MetricsSource metrics)
 AdminServer::~AdminServer() = default;
 
 Result<HostPort> AdminServer::listen(const HostPort& at) {
-  boost::system::error_code ec;
-  const std::string host = at.host == "localhost" ? "127.0.0.1" : at.host;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) return Errc::bad_address;
-  const tcp::endpoint endpoint(address, at.port);
-  auto& acceptor = impl_->acceptor;
-  if (acceptor.open(endpoint.protocol(), ec); ec) return std::error_code(ec.value(), std::system_category());
-  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (acceptor.bind(endpoint, ec); ec) return std::error_code(ec.value(), std::system_category());
-  if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
-    return std::error_code(ec.value(), std::system_category());
-  }
-  const auto bound = acceptor.local_endpoint(ec);
-  if (ec) return std::error_code(ec.value(), std::system_category());
-  return HostPort{bound.address().to_string(), bound.port()};
+  return detail::open_listener(impl_->acceptor, at);
 }
 
 void AdminServer::start() {

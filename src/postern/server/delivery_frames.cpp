@@ -93,6 +93,10 @@ std::vector<ClientFrameValue> decode_client_message(ByteView data) {
     out.emplace_back(problem("too_many_frames", "at most " + std::to_string(kMaxFramesPerBatch) + " frames in a batch"));
     return out;
   }
+  if (frames.empty()) {
+    out.emplace_back(problem("unknown_frame", "an empty batch carries nothing"));
+    return out;
+  }
   out.reserve(static_cast<std::size_t>(frames.size()));
   for (const auto& inner : frames) out.push_back(decode_one(inner));
   return out;

@@ -46,8 +46,8 @@ using ClientFrameValue = std::variant<SendFrame, AckFrame, FrameProblem>;
 
 // Decodes one binary WebSocket message from a client: one value, or one per frame of a
 // ClientBatch, in order. A batch that is nested or holds more than kMaxFramesPerBatch frames is
-// one FrameProblem ("nested_batch", "too_many_frames"); a bad frame inside a batch is a problem in
-// its place and does not spoil the others.
+// one FrameProblem ("nested_batch", "too_many_frames", an empty batch "unknown_frame"); a bad
+// frame inside a batch is a problem in its place and does not spoil the others. Never empty.
 std::vector<ClientFrameValue> decode_client_message(ByteView data);
 // The same for a message that must not be a batch (a batch is "unknown_frame" here).
 ClientFrameValue decode_client_frame(ByteView data);

@@ -30,6 +30,7 @@
 #include "postern/server/delivery_hub.h"
 #include "postern/server/detail/attachment_http.h"
 #include "postern/server/detail/http_types.h"
+#include "postern/server/detail/listen.h"
 #include "postern/server/errors.h"
 
 namespace postern::server {
@@ -329,13 +330,14 @@ HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, asio::thre
 
 HttpServer::~HttpServer() = default;
 
-Result<HostPort> HttpServer::listen(const HostPort& at) {
+namespace detail {
+
+Result<HostPort> open_listener(tcp::acceptor& acceptor, const HostPort& at) {
   boost::system::error_code ec;
   const std::string host = at.host == "localhost" ? "127.0.0.1" : at.host;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return Errc::bad_address;
   const tcp::endpoint endpoint(address, at.port);
-  auto& acceptor = impl_->acceptor;
   if (acceptor.open(endpoint.protocol(), ec); ec) return std::error_code(ec.value(), std::system_category());
   acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (acceptor.bind(endpoint, ec); ec) return std::error_code(ec.value(), std::system_category());
@@ -345,6 +347,12 @@ Result<HostPort> HttpServer::listen(const HostPort& at) {
   const auto bound = acceptor.local_endpoint(ec);
   if (ec) return std::error_code(ec.value(), std::system_category());
   return HostPort{bound.address().to_string(), bound.port()};
+}
+
+}  // namespace detail
+
+Result<HostPort> HttpServer::listen(const HostPort& at) {
+  return detail::open_listener(impl_->acceptor, at);
 }
 
 void HttpServer::start() {

@@ -106,6 +106,9 @@ TEST(DeliveryFrames, ABatchDecodesIntoItsFramesInOrder) {
   const auto refused = decode_client_message(view(big.SerializeAsString()));
   ASSERT_EQ(refused.size(), 1u);
   EXPECT_EQ(problem_code(refused[0]), "too_many_frames");
+  const auto empty = decode_client_message(view(std::string("\x1a\x00", 2)));
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(problem_code(empty[0]), "unknown_frame");
   const auto malformed = decode_client_message(view(std::string("\x1a\x05", 2)));
   ASSERT_EQ(malformed.size(), 1u);
   EXPECT_EQ(problem_code(malformed[0]), "malformed_frame");
