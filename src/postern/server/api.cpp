@@ -999,7 +999,8 @@ SendOutcome outcome_internal(std::string_view what, std::error_code ec) {
 }  // namespace
 
 std::optional<SendOutcome> Api::check_send(const store::TokenOwner& sender, std::int64_t recipient,
-                                           const std::vector<OutgoingEnvelope>& envelopes) {
+                                           const std::vector<OutgoingEnvelope>& envelopes,
+                                           const std::vector<store::Device>* known_devices) {
   std::vector<account::FieldError> errors;
   std::set<std::uint32_t> seen;
   for (std::size_t i = 0; i < envelopes.size(); ++i) {
@@ -1038,6 +1039,7 @@ std::optional<SendOutcome> Api::check_send(const store::TokenOwner& sender, std:
     sent.emplace_back(e.device_id, e.registration_id == 0 ? std::nullopt : std::optional<std::uint32_t>(e.registration_id));
   }
   auto mismatch = [&]() -> Result<Mismatch> {
+    if (known_devices != nullptr) return compare_devices(*known_devices, recipient, sender, sent);
     if (auto cached = cached_devices(recipient)) return compare_devices(*cached, recipient, sender, sent);
     return with_store([&](store::ServerStore& s) -> Result<Mismatch> {
       POSTERN_CHECK(s.get_account(recipient));
@@ -1070,18 +1072,29 @@ std::optional<SendOutcome> Api::check_send(const store::TokenOwner& sender, std:
 
 bool Api::try_send_without_blocking(const store::TokenOwner& sender, std::int64_t recipient,
                                     std::vector<OutgoingEnvelope>& envelopes, std::function<void(SendOutcome)>& done) {
-  if (recipient > 0 && !cached_devices(recipient)) return false;
-  send_async(sender, recipient, std::move(envelopes), std::move(done));
+  // A snapshot of the cached list: checking against it never reads the store, even if the cache
+  // is invalidated meanwhile (the commit still catches a device removed since, as not_found).
+  std::optional<std::vector<store::Device>> devices;
+  if (recipient > 0) {
+    devices = cached_devices(recipient);
+    if (!devices) return false;
+  }
+  send_checked(sender, recipient, std::move(envelopes), std::move(done), devices ? &*devices : nullptr);
   return true;
 }
 
-void Api::send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
-                     std::function<void(SendOutcome)> done) {
-  if (auto failed = check_send(sender, recipient, envelopes)) {
+void Api::send_checked(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                       std::function<void(SendOutcome)> done, const std::vector<store::Device>* known_devices) {
+  if (auto failed = check_send(sender, recipient, envelopes, known_devices)) {
     done(std::move(*failed));
     return;
   }
   submit_checked(sender, recipient, std::move(envelopes), std::move(done));
+}
+
+void Api::send_async(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                     std::function<void(SendOutcome)> done) {
+  send_checked(sender, recipient, std::move(envelopes), std::move(done), nullptr);
 }
 
 void Api::submit_checked(const store::TokenOwner& sender, std::int64_t recipient,

@@ -172,8 +172,13 @@ class Api {
   ApiResponse delete_message(const ApiRequest& request, std::string_view server_id);
   ApiResponse post_message_acks(const ApiRequest& request);
   // Validation, rate limit and device check of a send; nullopt when it may go to the committer.
+  // `known_devices`: the recipient's device list when the caller already has it (then the store
+  // is not read, so the check never blocks).
   std::optional<SendOutcome> check_send(const store::TokenOwner& sender, std::int64_t recipient,
-                                        const std::vector<OutgoingEnvelope>& envelopes);
+                                        const std::vector<OutgoingEnvelope>& envelopes,
+                                        const std::vector<store::Device>* known_devices = nullptr);
+  void send_checked(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
+                    std::function<void(SendOutcome)> done, const std::vector<store::Device>* known_devices);
   void submit_checked(const store::TokenOwner& sender, std::int64_t recipient, std::vector<OutgoingEnvelope> envelopes,
                       std::function<void(SendOutcome)> done);
   void notify_device_removed(std::int64_t account_id, std::uint32_t device_id);
