@@ -20,6 +20,7 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <spdlog/spdlog.h>
 
+#include "postern/crypto/secret.h"
 #include "postern/server/delivery_frames.h"
 
 namespace postern::server {
@@ -450,7 +451,9 @@ awaitable<void> DeliveryHub::serve(Stream stream, beast::flat_buffer buffer, htt
     co_await refuse(503, "shutting_down", "the server is shutting down");
     co_return;
   }
-  const std::string authorization(upgrade[http::field::authorization]);
+  // The bearer token is looked up straight from the request (which outlives the lookup) and
+  // wiped afterwards, so no copy of it stays in this long-lived frame.
+  const std::string_view authorization = upgrade[http::field::authorization];
   // A named lambda: GCC 12 destroys the captures of a lambda temporary inside a co_await
   // expression twice.
   auto authenticate = [impl, authorization] {
@@ -459,6 +462,7 @@ awaitable<void> DeliveryHub::serve(Stream stream, beast::flat_buffer buffer, htt
     return std::make_pair(found, ec);
   };
   auto [owner, failure] = co_await run_on(impl->workers, std::move(authenticate));
+  crypto::wipe(const_cast<char*>(authorization.data()), authorization.size());
   if (failure) {
     spdlog::error("authenticating a WebSocket: {}", failure.message());
     co_await refuse(500, "internal", "internal server error");

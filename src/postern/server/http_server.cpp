@@ -28,6 +28,7 @@
 
 #include "postern/server/delivery_hub.h"
 #include "postern/server/detail/attachment_http.h"
+#include "postern/crypto/secret.h"
 #include "postern/server/detail/http_types.h"
 #include "postern/server/detail/listen.h"
 #include "postern/server/errors.h"
@@ -302,6 +303,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       ApiRequest api_request{method, target, auth == req.end() ? std::string_view() : std::string_view(auth->value()),
                              req.body(), address};
       ApiResponse response = co_await run_on(workers, [this, &api_request] { return api.handle(api_request); });
+      // The body may carry a password and the header a bearer token: wiped before they are freed.
+      crypto::wipe(parser.get().body().data(), parser.get().body().size());
+      if (auth != req.end()) crypto::wipe(const_cast<char*>(auth->value().data()), auth->value().size());
       const auto elapsed_us =
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
       spdlog::debug("{} {} {} {}us", method, Api::route_name(target), response.status, elapsed_us);
