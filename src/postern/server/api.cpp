@@ -1297,6 +1297,7 @@ ApiResponse Api::delete_message(const ApiRequest& request, std::string_view id_t
   if (!id) return error_response(404, "not_found", "a server id is a positive integer");
   auto acked = with_store([&](store::ServerStore& s) { return s.ack(owner->account_id, owner->device_id, *id); });
   if (!acked) return internal_error("acknowledging an envelope", acked.error());
+  bump(metrics_.messages_acked);
   return {204, {}, {}};  // idempotent: an unknown or already acknowledged id is not an error
 }
 
@@ -1320,6 +1321,7 @@ ApiResponse Api::post_message_acks(const ApiRequest& request) {
   }
   auto deleted = with_store([&](store::ServerStore& s) { return s.ack_batch(refs); });
   if (!deleted) return internal_error("acknowledging envelopes", deleted.error());
+  bump(metrics_.messages_acked, refs.size());
   return json_response(200, {{"deleted", *deleted}});
 }
 

@@ -1,7 +1,6 @@
 #include "postern/server/delivery_hub.h"
 
 #include <chrono>
-#include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -92,14 +91,12 @@ struct DeviceKeyHash {
 }  // namespace
 
 // One authenticated WebSocket. Every member is touched only on the connection's strand (the
-// executor of its socket), except `key` and `id`, which are set before it is shared.
+// executor of its socket), except `key` and `owner`, which are set before it is shared.
 struct Connection : std::enable_shared_from_this<Connection> {
-  Connection(Stream&& stream, std::uint64_t id_)
-      : ws(std::move(stream)), slot_free(ws.get_executor()), id(id_) {}
+  explicit Connection(Stream&& stream) : ws(std::move(stream)), slot_free(ws.get_executor()) {}
 
   websocket::stream<Stream> ws;
   asio::steady_timer slot_free;  // the reader waits here while too many sends are in flight
-  const std::uint64_t id;
   DeviceKey key;
   store::TokenOwner owner;
 
@@ -131,7 +128,6 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
 
   mutable std::mutex mutex;  // guards the members below; never held across a co_await
   std::unordered_map<DeviceKey, std::shared_ptr<Connection>, DeviceKeyHash> connections;
-  std::uint64_t next_id = 1;
   bool stopping = false;
 
   // ---- on the connection's strand ----
@@ -165,6 +161,7 @@ struct DeliveryHub::Impl : std::enable_shared_from_this<DeliveryHub::Impl> {
     }
     c->last_id = server_id;
     ++c->live_frames;
+    bump(metrics.messages_pushed);
     c->outbox.push_back(std::move(frame));
     kick(c);
   }
@@ -369,11 +366,6 @@ DeliveryHub::DeliveryHub(asio::thread_pool& workers, Api& api, const ServerConfi
 
 DeliveryHub::~DeliveryHub() = default;
 
-std::size_t DeliveryHub::connections() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->connections.size();
-}
-
 void DeliveryHub::shutdown() {
   std::vector<std::shared_ptr<Connection>> all;
   {
@@ -474,12 +466,7 @@ awaitable<void> DeliveryHub::serve(Stream stream, beast::flat_buffer buffer, htt
     co_return;
   }
 
-  std::uint64_t id = 0;
-  {
-    std::lock_guard lock(impl->mutex);
-    id = impl->next_id++;
-  }
-  auto c = std::make_shared<Connection>(std::move(stream), id);
+  auto c = std::make_shared<Connection>(std::move(stream));
   c->owner = *owner;
   c->key = DeviceKey{owner->account_id, owner->device_id};
   // Beast's own timeouts replace the TCP stream's: a ping after half the idle time, closed when

@@ -50,8 +50,6 @@ class DeliveryHub final : public DeliveryNotifier {
 
   // Closes every connection with 1001 (going away) and refuses new ones. Any thread.
   void shutdown();
-  // Authenticated WebSocket connections open now.
-  std::size_t connections() const;
 
   void on_enqueued(const store::Envelope& envelope, std::int64_t server_id) noexcept override;
   void on_device_removed(std::int64_t account_id, std::uint32_t device_id) noexcept override;
