@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsignal-protocol-c-dev nlohmann-json3-dev
   libsqlite3-dev libboost1.81-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
+  libstb-dev libqrencode-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
 )
 
 missing=()
