@@ -70,6 +70,7 @@
 #include "postern/server/delivery_frames.h"
 #include "postern/server/proto/delivery.pb.h"
 #include "postern/util/bytes.h"
+#include "bench_server.h"
 
 namespace {
 
@@ -82,15 +83,15 @@ using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
 using Clock = std::chrono::steady_clock;
+using postern::bench::find_server;
+using postern::bench::seconds_since;
+using postern::bench::ServerProcess;
+using postern::bench::sleep_ms;
 using json = nlohmann::json;
 
 constexpr std::size_t kContentBytes = 100;
 constexpr std::size_t kAckBatch = 32;
 constexpr const char* kPassword = "Bench1pass";
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -103,10 +104,6 @@ double own_cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-void sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-}
-
 // Waits (polling) until pred() or the timeout; returns pred().
 bool wait_until(const std::function<bool()>& pred, double timeout_s) {
   const auto start = Clock::now();
@@ -115,141 +112,6 @@ bool wait_until(const std::function<bool()>& pred, double timeout_s) {
     sleep_ms(2);
   }
   return true;
-}
-
-// ---- the server process ----
-
-struct ServerProcess {
-  pid_t pid = -1;
-  std::string dir;
-  std::uint16_t port = 0;
-  std::uint16_t admin_port = 0;
-
-  ServerProcess() = default;
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-  ~ServerProcess() { stop(); }
-
-  void start(const std::string& binary, const std::string& config_text) {
-    char tmpl[] = "/tmp/postern-loadbench-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = tmpl;
-    const std::string config = dir + "/server.toml";
-    std::ofstream(config) << config_text;
-    int out[2];
-    if (pipe(out) != 0) throw std::runtime_error("pipe failed");
-    const std::string data = dir + "/data";
-    const std::string log = dir + "/stderr.log";
-    pid = fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the load generator
-      dup2(out[1], 1);
-      const int err = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (err >= 0) dup2(err, 2);
-      close(out[0]);
-      close(out[1]);
-      execl(binary.c_str(), binary.c_str(), "--data", data.c_str(), "--listen", "127.0.0.1:0",
-            "--admin-listen", "127.0.0.1:0", "--config", config.c_str(), "--log-level", "warn",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(out[1]);
-    std::string buffer;
-    const auto started = Clock::now();
-    while ((port == 0 || admin_port == 0) && seconds_since(started) < 30) {
-      pollfd p{out[0], POLLIN, 0};
-      if (poll(&p, 1, 200) <= 0) continue;
-      char chunk[256];
-      const ssize_t n = read(out[0], chunk, sizeof chunk);
-      if (n <= 0) break;
-      buffer.append(chunk, static_cast<std::size_t>(n));
-      std::istringstream lines(buffer);
-      std::string line;
-      while (std::getline(lines, line)) {
-        const auto colon = line.rfind(':');
-        if (colon == std::string::npos) continue;
-        const auto value = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
-        if (line.starts_with("listening on ")) port = value;
-        if (line.starts_with("admin listening on ")) admin_port = value;
-      }
-    }
-    close(out[0]);  // the server writes nothing more to stdout
-    if (port == 0) {
-      std::ifstream err(log);
-      std::stringstream s;
-      s << err.rdbuf();
-      throw std::runtime_error("the server did not start: " + s.str());
-    }
-  }
-
-  void stop() {
-    if (pid > 0) {
-      int early = 0;
-      if (waitpid(pid, &early, WNOHANG) == pid) {
-        // It ended before we stopped it: show why.
-        std::ifstream err(dir + "/stderr.log");
-        std::stringstream s;
-        s << err.rdbuf();
-        std::fprintf(stderr, "postern-server ended early (status %d); its stderr:\n%s\n", early,
-                     s.str().c_str());
-        pid = -1;
-      }
-    }
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      int status = 0;
-      for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; ++i) sleep_ms(20);
-      if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-      }
-      pid = -1;
-    }
-    if (!dir.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-      dir.clear();
-    }
-  }
-
-  // VmRSS of the server in bytes, -1 if unreadable.
-  std::int64_t rss() const {
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.starts_with("VmRSS:")) return std::atoll(line.c_str() + 6) * 1024;
-    }
-    return -1;
-  }
-  // User + system CPU seconds of the server.
-  double cpu_seconds() const {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const auto close_paren = text.rfind(')');
-    if (close_paren == std::string::npos) return 0;
-    std::istringstream fields(text.substr(close_paren + 2));
-    std::string field;
-    double ticks = 0;
-    for (int i = 3; fields >> field; ++i) {
-      if (i == 14 || i == 15) ticks += std::atof(field.c_str());
-      if (i == 15) break;
-    }
-    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-};
-
-std::string find_server(const std::string& given) {
-  namespace fs = std::filesystem;
-  if (!given.empty()) return given;
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  // The bench sits in BUILD/bench; the server in BUILD/apps/postern-server.
-  for (fs::path dir = self.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-    const fs::path candidate = dir / "apps" / "postern-server" / "postern-server";
-    if (fs::exists(candidate, ec)) return candidate.string();
-  }
-  throw std::runtime_error("postern-server not found next to this binary; give --server PATH");
 }
 
 // Plain HTTP GET of the admin listener (for /metrics); empty on failure.

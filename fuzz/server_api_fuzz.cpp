@@ -42,12 +42,13 @@ using json = nlohmann::json;
 
 constexpr std::array<std::string_view, 7> kMethods{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"};
 
-constexpr std::array<std::string_view, 20> kRoutes{
+constexpr std::array<std::string_view, 22> kRoutes{
     "/v1/challenge",    "/v1/accounts",       "/v1/sessions",      "/v1/sessions/current",
     "/v1/devices",      "/v1/devices/",       "/v1/keys",          "/v1/keys/count",
     "/v1/keys/",        "/v1/keys/$ACCOUNT",  "/v1/directory",     "/v1/directory?email=",
     "/v1/account",      "/v1/account/password", "/",               "",
-    "/v1/messages",     "/v1/messages/$ACCOUNT", "/v1/messages/ack", "/v1/messages?after="};
+    "/v1/messages",     "/v1/messages/$ACCOUNT", "/v1/messages/ack", "/v1/messages?after=",
+    "/v1/devices/links", "/v1/devices/links/"};
 
 constexpr std::array<std::string_view, 12> kBodies{
     "%s",
@@ -70,7 +71,7 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 }
 
 bool known_status(unsigned s) {
-  for (unsigned k : {200u, 201u, 204u, 400u, 401u, 403u, 404u, 405u, 409u, 413u, 422u, 429u}) {
+  for (unsigned k : {200u, 201u, 202u, 204u, 400u, 401u, 403u, 404u, 405u, 409u, 413u, 422u, 429u}) {
     if (s == k) return true;
   }
   return false;

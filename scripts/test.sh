@@ -4,7 +4,7 @@
 #   1. release build (gcc, warnings as errors): unit tests and the interop pairs (ctest)
 #   2. ASan + UBSan build: unit tests and the interop pairs again
 #   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 30)
-#   4. both benchmarks in --quick mode, so that they keep building and running
+#   4. the benchmarks in --quick mode, so that they keep building and running
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +38,8 @@ asan() {
 fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; }
 bench() {
   ./build/release/bench/postern-bench --quick &&
-    ./build/release/bench/postern-loadbench --quick
+    ./build/release/bench/postern-loadbench --quick &&
+    ./build/release/bench/postern-clientbench --quick
 }
 
 stage "release build, unit and interop tests" release

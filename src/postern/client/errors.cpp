@@ -30,6 +30,8 @@ class Category final : public std::error_category {
       case Errc::not_allowed: return "not allowed";
       case Errc::invalid_argument: return "invalid argument";
       case Errc::too_large: return "too large";
+      case Errc::device_removed: return "this device was logged out or removed from the account";
+      case Errc::replaced: return "another connection of this device took over";
     }
     return "unknown client error";
   }

@@ -26,6 +26,8 @@ enum class Errc {
   not_allowed = 17,         // e.g. removing a member from a group one is not in
   invalid_argument = 18,
   too_large = 19,
+  device_removed = 20,      // this device was logged out or removed (close 4001, token refused)
+  replaced = 21,            // another connection of this device took over (close 4000)
 };
 
 const std::error_category& client_category();

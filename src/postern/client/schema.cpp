@@ -75,9 +75,11 @@ CREATE TABLE messages (                      -- body sealed: "messages.body:" ||
   expire_timer_s INTEGER NOT NULL DEFAULT 0,
   expires_at_ms INTEGER,                     -- set when the timer starts (sent / read)
   read_ms INTEGER,
+  notified INTEGER NOT NULL DEFAULT 0,       -- 1 once shown to the user (an event was delivered)
   UNIQUE (conversation, sender_account, sent_ms)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation, sent_ms);
+CREATE INDEX messages_unnotified ON messages (id) WHERE notified = 0;
 CREATE INDEX messages_by_expiry ON messages (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 
 CREATE TABLE message_recipients (            -- per-recipient state of an outgoing message
@@ -122,6 +124,15 @@ CREATE TABLE attachments (                   -- pointer, path sealed: "attachmen
   path BLOB,                                 -- where the decrypted file was saved
   state INTEGER NOT NULL                     -- 0 pending download, 1 saved, 2 failed
 );
+
+CREATE TABLE outbox (                        -- payload sealed: "outbox.payload:" || id
+  id TEXT PRIMARY KEY,                       -- random hex
+  seq INTEGER NOT NULL UNIQUE,               -- send order
+  message_id INTEGER,                        -- the history row it delivers, if any
+  account_id INTEGER NOT NULL,               -- recipient account
+  payload BLOB NOT NULL,                     -- the encrypted envelopes (JSON), resent unchanged
+  created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE pending_uploads (               -- secrets sealed: "pending_uploads.secrets:" || file_index
   file_index TEXT PRIMARY KEY,               -- blind index of (absolute path, size, mtime)

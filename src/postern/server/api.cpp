@@ -217,6 +217,34 @@ ApiResponse invalid_fields(const std::vector<account::FieldError>& errors) {
   return json_response(422, j);
 }
 
+// The device object of a login and of a link approval: {name, identity_key, registration_id}.
+struct DeviceFields {
+  std::string name;
+  Bytes identity_key;  // 33 bytes
+  std::uint32_t registration_id = 0;
+};
+
+// Validates `device` (an object); appends one error per bad field (device.name,
+// device.identity_key, device.registration_id) and returns nullopt when there was any.
+std::optional<DeviceFields> parse_device(const json& device, std::vector<account::FieldError>& errors) {
+  const std::size_t before = errors.size();
+  const auto name = string_member(device, "name");
+  if (!name || name->size() > kMaxDeviceNameBytes) {
+    errors.push_back({"device.name", "Device name must be a string of at most 256 bytes"});
+  }
+  const auto key_text = string_member(device, "identity_key");
+  auto identity_key = key_text ? decode_identity_key(*key_text) : std::nullopt;
+  if (!identity_key) {
+    errors.push_back({"device.identity_key", "Identity key must be 33 bytes (0x05 and an X25519 key) in hex or base64"});
+  }
+  const auto registration_id = unsigned_member(device, "registration_id");
+  if (!registration_id || *registration_id > 0xffffffffu) {
+    errors.push_back({"device.registration_id", "Registration id must be an integer from 0 to 4294967295"});
+  }
+  if (errors.size() != before) return std::nullopt;
+  return DeviceFields{*name, std::move(*identity_key), static_cast<std::uint32_t>(*registration_id)};
+}
+
 }  // namespace
 
 ApiResponse error_response(unsigned status, std::string_view code, std::string_view message) {
@@ -256,6 +284,8 @@ Api::Api(store::ServerStore& store, const ServerConfig& config, ByteView pow_sec
       directory_per_account_(config.rate_limits.directory_per_account, config.rate_limits.max_keys, clock),
       key_fetch_per_account_(config.rate_limits.key_fetch_per_account, config.rate_limits.max_keys, clock),
       sends_per_account_(config.rate_limits.sends_per_account, config.rate_limits.max_keys, clock),
+      links_per_account_(config.devices.links_per_account, config.rate_limits.max_keys, clock),
+      link_requests_per_address_(config.devices.link_requests_per_address, config.rate_limits.max_keys, clock),
       committer_(std::make_unique<GroupCommitter>(
           [this](std::span<const store::Envelope> batch) {
             return with_store([&](store::ServerStore& s) { return s.enqueue(batch); });
@@ -344,6 +374,18 @@ void Api::notify_device_removed(std::int64_t account_id, std::uint32_t device_id
 
 std::string_view Api::route_name(std::string_view target) {
   const std::string_view path = strip_query(target);
+  // Link ids are capabilities: never in a log line.
+  if (path == "/v1/devices/links") return "/v1/devices/links";
+  if (path.starts_with("/v1/devices/links/")) {
+    const std::string_view rest = path.substr(18);
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos) return "/v1/devices/links/{id}";
+    const std::string_view sub = rest.substr(slash + 1);
+    if (sub == "request") return "/v1/devices/links/{id}/request";
+    if (sub == "approve") return "/v1/devices/links/{id}/approve";
+    if (sub == "provision") return "/v1/devices/links/{id}/provision";
+    return "other";
+  }
   if (path.starts_with("/v1/devices/")) return "/v1/devices/{id}";
   if (path == "/v1/keys/count") return "/v1/keys/count";
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{account_id}";
@@ -372,6 +414,8 @@ ApiResponse Api::handle(const ApiRequest& request) {
     return m == "DELETE" ? delete_current_session(request) : method_not_allowed("DELETE");
   }
   if (path == "/v1/devices") return m == "GET" ? get_devices(request) : method_not_allowed("GET");
+  if (path == "/v1/devices/links") return m == "POST" ? post_device_link(request) : method_not_allowed("POST");
+  if (path.starts_with("/v1/devices/links/")) return route_device_link(request, path.substr(18));
   if (path.starts_with("/v1/devices/")) {
     return m == "DELETE" ? delete_device(request, path.substr(12)) : method_not_allowed("DELETE");
   }
@@ -471,20 +515,8 @@ ApiResponse Api::post_session(const ApiRequest& request) {
   if (device == body->end() || !device->is_object()) return bad_field_type("device", "an object");
 
   std::vector<account::FieldError> errors;
-  const auto name = string_member(*device, "name");
-  if (!name || name->size() > kMaxDeviceNameBytes) {
-    errors.push_back({"device.name", "Device name must be a string of at most 256 bytes"});
-  }
-  const auto key_text = string_member(*device, "identity_key");
-  const auto identity_key = key_text ? decode_identity_key(*key_text) : std::nullopt;
-  if (!identity_key) {
-    errors.push_back({"device.identity_key", "Identity key must be 33 bytes (0x05 and an X25519 key) in hex or base64"});
-  }
-  const auto registration_id = unsigned_member(*device, "registration_id");
-  if (!registration_id || *registration_id > 0xffffffffu) {
-    errors.push_back({"device.registration_id", "Registration id must be an integer from 0 to 4294967295"});
-  }
-  if (!errors.empty()) return invalid_fields(errors);
+  const auto fields = parse_device(*device, errors);
+  if (!fields) return invalid_fields(errors);
 
   const std::string email = account::normalize_email(*email_in);
   if (!logins_per_account_.try_take(email)) return too_many_requests(logins_per_account_.retry_after_ms(email));
@@ -511,7 +543,7 @@ ApiResponse Api::post_session(const ApiRequest& request) {
   const std::int64_t now = clock_.now_ms();
   auto device_id = with_store([&](store::ServerStore& s) -> Result<std::uint32_t> {
     POSTERN_TRY(const std::uint32_t id,
-                s.add_device(account_id, *identity_key, static_cast<std::uint32_t>(*registration_id), *name, now));
+                s.add_device(account_id, fields->identity_key, fields->registration_id, fields->name, now));
     forget_devices(account_id);
     if (auto put = s.put_token(token_digest, account_id, id, now); !put) {
       (void)s.remove_device(account_id, id);  // no device without a token
@@ -1323,6 +1355,314 @@ ApiResponse Api::post_message_acks(const ApiRequest& request) {
   if (!deleted) return internal_error("acknowledging envelopes", deleted.error());
   bump(metrics_.messages_acked, refs.size());
   return json_response(200, {{"deleted", *deleted}});
+}
+
+// ---- linked devices ----
+
+namespace {
+
+constexpr std::size_t kLinkIdRandomBytes = 16;  // 128 bits
+constexpr std::size_t kLinkIdLength = 22;       // unpadded base64url of 16 bytes
+constexpr std::size_t kTokenHashHexLength = 2 * store::kTokenHashBytes;
+
+ApiResponse link_not_found() {
+  return error_response(404, "link_not_found", "no such link, or it has expired");
+}
+
+ApiResponse link_method_not_allowed(std::string_view allow) {
+  auto r = error_response(405, "method_not_allowed", "method not allowed on this resource");
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+// Unpadded base64url (RFC 4648 section 5): the alphabet of link ids.
+std::string encode_base64url(ByteView bytes) {
+  std::string out = encode_base64(bytes);
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return out;
+}
+
+// The shape of a link id: refused before the store is asked.
+bool is_well_formed_link_id(std::string_view id) {
+  if (id.size() != kLinkIdLength) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// The token of "Bearer <token>" when it has the shape of a token.
+std::optional<std::string_view> bearer_token(std::string_view authorization) {
+  if (!iequals_prefix(authorization, "bearer ")) return std::nullopt;
+  std::string_view token = authorization.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (!account::is_well_formed_token(token)) return std::nullopt;
+  return token;
+}
+
+std::int64_t add_saturating(std::int64_t a, std::int64_t b) {
+  if (b > 0 && a > std::numeric_limits<std::int64_t>::max() - b) return std::numeric_limits<std::int64_t>::max();
+  return a + b;
+}
+
+std::string_view link_state_name(store::DeviceLinkState state) {
+  switch (state) {
+    case store::DeviceLinkState::open:
+      return "open";
+    case store::DeviceLinkState::requested:
+      return "requested";
+    case store::DeviceLinkState::approved:
+      return "approved";
+  }
+  return "open";
+}
+
+// An opaque blob member: base64 of 1..max bytes. nullopt with a field error when it is not
+// base64 or empty; `too_large` set (and nullopt) when it decodes to more than `max` bytes.
+std::optional<Bytes> blob_member(const std::string& text, std::size_t max, const char* field, const char* what,
+                                 std::vector<account::FieldError>& errors, bool& too_large) {
+  auto bytes = decode_base64(text);
+  if (!bytes || bytes->empty()) {
+    errors.push_back({field, std::string(what) + " must be base64 of 1 to " + std::to_string(max) + " bytes"});
+    return std::nullopt;
+  }
+  if (bytes->size() > max) {
+    too_large = true;
+    return std::nullopt;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+ApiResponse Api::route_device_link(const ApiRequest& request, std::string_view rest) {
+  const std::string_view m = request.method;
+  const auto slash = rest.find('/');
+  const std::string_view id = rest.substr(0, slash);
+  if (slash == std::string_view::npos) {
+    if (m == "GET") return get_device_link(request, id);
+    if (m == "DELETE") return delete_device_link(request, id);
+    return link_method_not_allowed("GET, DELETE");
+  }
+  const std::string_view sub = rest.substr(slash + 1);
+  if (sub == "request") return m == "PUT" ? put_device_link_request(request, id) : link_method_not_allowed("PUT");
+  if (sub == "approve") return m == "POST" ? post_device_link_approval(request, id) : link_method_not_allowed("POST");
+  if (sub == "provision") return m == "GET" ? get_device_link_provision(request, id) : link_method_not_allowed("GET");
+  return error_response(404, "not_found", "no such resource");
+}
+
+void Api::purge_expired_links(std::int64_t now_ms) {
+  std::int64_t last = last_link_purge_ms_.load();
+  if (now_ms - last < config_.devices.purge_interval_ms) return;
+  if (!last_link_purge_ms_.compare_exchange_strong(last, now_ms)) return;  // another thread purges
+  auto purged = with_store([&](store::ServerStore& s) { return s.purge_expired_device_links(now_ms); });
+  if (!purged) {
+    spdlog::warn("purging expired device links: {}", purged.error().message());
+  } else if (*purged > 0) {
+    spdlog::info("purged {} expired device link(s)", *purged);
+  }
+}
+
+ApiResponse Api::post_device_link(const ApiRequest& request) {
+  POSTERN_AUTHENTICATE(owner, request);
+  const std::string limiter_key = std::to_string(owner->account_id);
+  if (!links_per_account_.try_take(limiter_key)) return too_many_requests(links_per_account_.retry_after_ms(limiter_key));
+  const std::int64_t now = clock_.now_ms();
+  purge_expired_links(now);
+  Bytes random(kLinkIdRandomBytes);
+  rng_.fill(random);
+  const std::string link_id = encode_base64url(random);
+  const std::int64_t expires = add_saturating(now, config_.devices.link_ttl_ms);
+  auto created = with_store([&](store::ServerStore& s) {
+    return s.create_device_link(link_id, owner->account_id, now, expires, config_.devices.max_open_links);
+  });
+  if (!created) {
+    if (created.error() == store::Errc::too_large) {
+      return error_response(409, "too_many_links",
+                            "at most " + std::to_string(config_.devices.max_open_links) +
+                                " links may be open at once; cancel one or wait until it expires");
+    }
+    if (created.error() == store::Errc::not_found) return unauthorized();  // the account went meanwhile
+    return internal_error("creating a device link", created.error());
+  }
+  spdlog::info("account {} device {} created a device link", owner->account_id, owner->device_id);
+  return json_response(201, {{"link_id", link_id}, {"expires_ms", expires}});
+}
+
+ApiResponse Api::get_device_link(const ApiRequest& request, std::string_view link_id) {
+  POSTERN_AUTHENTICATE(owner, request);
+  if (!is_well_formed_link_id(link_id)) return link_not_found();
+  const std::int64_t now = clock_.now_ms();
+  auto link = with_store([&](store::ServerStore& s) { return s.get_device_link(link_id, now); });
+  if (!link) {
+    if (link.error() == store::Errc::not_found) return link_not_found();
+    return internal_error("reading a device link", link.error());
+  }
+  if (link->account_id != owner->account_id) return link_not_found();  // another account's: not there
+  json j = {{"state", link_state_name(link->state)}, {"expires_ms", link->expires_ms}};
+  if (link->state != store::DeviceLinkState::open) j["request"] = encode_base64(link->request);
+  if (link->state == store::DeviceLinkState::approved) j["device_id"] = link->device_id;
+  return json_response(200, j);
+}
+
+ApiResponse Api::put_device_link_request(const ApiRequest& request, std::string_view link_id) {
+  // Not authenticated (the new device has no session yet): limited per client address.
+  if (!link_requests_per_address_.try_take(request.client_address)) {
+    return too_many_requests(link_requests_per_address_.retry_after_ms(request.client_address));
+  }
+  if (!is_well_formed_link_id(link_id)) return link_not_found();
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto request_text = string_member(*body, "request");
+  const auto token_text = string_member(*body, "token_hash");
+  if (!request_text) return bad_field_type("request", "a string");
+  if (!token_text) return bad_field_type("token_hash", "a string");
+
+  std::vector<account::FieldError> errors;
+  bool too_large = false;
+  const auto blob = blob_member(*request_text, store::kMaxLinkRequestBytes, "request", "Request", errors, too_large);
+  if (too_large) {
+    return error_response(413, "request_too_large",
+                          "request is over " + std::to_string(store::kMaxLinkRequestBytes) + " bytes decoded");
+  }
+  std::optional<Bytes> token_hash;
+  if (token_text->size() == kTokenHashHexLength) {
+    if (auto decoded = from_hex(*token_text)) token_hash = std::move(*decoded);
+  }
+  if (!token_hash) {
+    errors.push_back({"token_hash", "Token hash must be 64 hex digits (the SHA-256 of the new device's token)"});
+  }
+  if (!errors.empty()) return invalid_fields(errors);
+
+  const std::int64_t now = clock_.now_ms();
+  auto stored = with_store([&](store::ServerStore& s) { return s.request_device_link(link_id, *blob, *token_hash, now); });
+  if (!stored) {
+    if (stored.error() == store::Errc::not_found) return link_not_found();
+    if (stored.error() == store::Errc::constraint) {
+      return error_response(409, "link_used", "this link already has a request; create a new link");
+    }
+    return internal_error("storing a device link request", stored.error());
+  }
+  return json_response(202, json::object());
+}
+
+ApiResponse Api::post_device_link_approval(const ApiRequest& request, std::string_view link_id) {
+  POSTERN_AUTHENTICATE(owner, request);
+  if (!is_well_formed_link_id(link_id)) return link_not_found();
+  const auto body = parse_object(request.body);
+  if (!body) return bad_json();
+  const auto device = body->find("device");
+  if (device == body->end() || !device->is_object()) return bad_field_type("device", "an object");
+  const auto provision_text = string_member(*body, "provision");
+  if (!provision_text) return bad_field_type("provision", "a string");
+
+  std::vector<account::FieldError> errors;
+  const auto fields = parse_device(*device, errors);
+  bool too_large = false;
+  const auto provision =
+      blob_member(*provision_text, store::kMaxProvisionBytes, "provision", "Provision", errors, too_large);
+  if (too_large) {
+    return error_response(413, "provision_too_large",
+                          "provision is over " + std::to_string(store::kMaxProvisionBytes) + " bytes decoded");
+  }
+  if (!errors.empty()) return invalid_fields(errors);
+
+  // The link's state is read and the approval made under one store lock, so the state answered
+  // is the one the approval saw.
+  struct Outcome {
+    store::DeviceLinkState state = store::DeviceLinkState::open;
+    std::uint32_t device_id = 0;
+    bool token_taken = false;
+  };
+  const std::int64_t now = clock_.now_ms();
+  const std::int64_t pickup_until = add_saturating(now, config_.devices.link_ttl_ms);
+  auto outcome = with_store([&](store::ServerStore& s) -> Result<Outcome> {
+    POSTERN_TRY(const store::DeviceLink link, s.get_device_link(link_id, now));
+    if (link.account_id != owner->account_id) return store::Errc::not_found;
+    if (link.state != store::DeviceLinkState::requested) return Outcome{link.state, 0, false};
+    auto id = s.approve_device_link(link_id, owner->account_id, fields->identity_key, fields->registration_id,
+                                    fields->name, *provision, now, pickup_until);
+    if (!id) {
+      if (id.error() == store::Errc::constraint) return Outcome{link.state, 0, true};
+      return id.error();
+    }
+    forget_devices(owner->account_id);
+    return Outcome{store::DeviceLinkState::approved, *id, false};
+  });
+  if (!outcome) {
+    if (outcome.error() == store::Errc::not_found) return link_not_found();
+    return internal_error("approving a device link", outcome.error());
+  }
+  if (outcome->token_taken) {
+    return error_response(409, "token_in_use", "the new device's token is already in use; start again with a new link");
+  }
+  if (outcome->device_id == 0) {
+    return error_response(409, "link_not_requested",
+                          outcome->state == store::DeviceLinkState::open ? "the new device has not made its request yet"
+                                                                         : "the link has been approved already");
+  }
+  spdlog::info("account {} device {} linked device {}", owner->account_id, owner->device_id, outcome->device_id);
+  return json_response(201, {{"device_id", outcome->device_id}});
+}
+
+ApiResponse Api::get_device_link_provision(const ApiRequest& request, std::string_view link_id) {
+  // Authenticated by the new device's token, compared with the hash in the link's request: before
+  // the approval that token is not a session yet, and the route answers link_not_approved.
+  const auto token = bearer_token(request.authorization);
+  if (!token) return unauthorized();
+  if (!is_well_formed_link_id(link_id)) return link_not_found();
+  const auto digest = account::token_hash(*token);
+  const std::int64_t now = clock_.now_ms();
+  enum class Refusal { none, not_approved, not_a_session };
+  struct Outcome {
+    Refusal refusal = Refusal::none;
+    store::DeviceLink link;
+  };
+  auto outcome = with_store([&](store::ServerStore& s) -> Result<Outcome> {
+    POSTERN_TRY(const store::DeviceLink link, s.get_device_link(link_id, now));
+    if (!account::token_hash_equal(link.token_hash, digest)) return store::Errc::not_found;
+    if (link.state != store::DeviceLinkState::approved) return Outcome{Refusal::not_approved, {}};
+    // The token must still be the linked device's session (not logged out, device not removed).
+    auto session = s.find_token(digest);
+    if (!session) {
+      if (session.error() == store::Errc::not_found) return Outcome{Refusal::not_a_session, {}};
+      return session.error();
+    }
+    if (session->account_id != link.account_id || session->device_id != link.device_id) return store::Errc::not_found;
+    POSTERN_TRY(store::DeviceLink taken, s.take_device_link(link_id, digest, now));
+    return Outcome{Refusal::none, std::move(taken)};
+  });
+  if (!outcome) {
+    if (outcome.error() == store::Errc::not_found) return link_not_found();
+    return internal_error("picking up a device link", outcome.error());
+  }
+  if (outcome->refusal == Refusal::not_approved) {
+    return error_response(409, "link_not_approved", "the link has not been approved yet; ask again shortly");
+  }
+  if (outcome->refusal == Refusal::not_a_session) return unauthorized();
+  const store::DeviceLink& link = outcome->link;
+  spdlog::info("account {} device {} picked up its provisioning", link.account_id, link.device_id);
+  return json_response(200, {{"provision", encode_base64(link.provision)},
+                             {"account_id", link.account_id},
+                             {"device_id", link.device_id}});
+}
+
+ApiResponse Api::delete_device_link(const ApiRequest& request, std::string_view link_id) {
+  POSTERN_AUTHENTICATE(owner, request);
+  if (!is_well_formed_link_id(link_id)) return link_not_found();
+  const std::int64_t now = clock_.now_ms();
+  auto deleted =
+      with_store([&](store::ServerStore& s) { return s.delete_device_link(link_id, owner->account_id, now); });
+  if (!deleted) return internal_error("deleting a device link", deleted.error());
+  if (!*deleted) return link_not_found();
+  spdlog::info("account {} device {} cancelled a device link", owner->account_id, owner->device_id);
+  return {204, {}, {}};
 }
 
 }  // namespace postern::server

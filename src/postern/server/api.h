@@ -171,6 +171,16 @@ class Api {
   ApiResponse get_messages(const ApiRequest& request);
   ApiResponse delete_message(const ApiRequest& request, std::string_view server_id);
   ApiResponse post_message_acks(const ApiRequest& request);
+  // Linked devices (docs/protocol.md): /v1/devices/links and /v1/devices/links/{id}[/...].
+  ApiResponse route_device_link(const ApiRequest& request, std::string_view rest);
+  ApiResponse post_device_link(const ApiRequest& request);
+  ApiResponse get_device_link(const ApiRequest& request, std::string_view link_id);
+  ApiResponse put_device_link_request(const ApiRequest& request, std::string_view link_id);
+  ApiResponse post_device_link_approval(const ApiRequest& request, std::string_view link_id);
+  ApiResponse get_device_link_provision(const ApiRequest& request, std::string_view link_id);
+  ApiResponse delete_device_link(const ApiRequest& request, std::string_view link_id);
+  // Purges expired device links when the last purge is [devices] purge_interval_ms old.
+  void purge_expired_links(std::int64_t now_ms);
   // Validation, rate limit and device check of a send; nullopt when it may go to the committer.
   // `known_devices`: the recipient's device list when the caller already has it (then the store
   // is not read, so the check never blocks).
@@ -218,8 +228,11 @@ class Api {
   account::RateLimiter directory_per_account_;
   account::RateLimiter key_fetch_per_account_;
   account::RateLimiter sends_per_account_;
+  account::RateLimiter links_per_account_;
+  account::RateLimiter link_requests_per_address_;
   std::vector<DeliveryNotifier*> notifiers_;
   std::atomic<std::int64_t> last_purge_ms_{0};
+  std::atomic<std::int64_t> last_link_purge_ms_{0};
   ServerMetrics metrics_;
   std::mutex device_cache_mutex_;
   std::unordered_map<std::int64_t, std::vector<store::Device>> device_cache_;

@@ -128,7 +128,7 @@ void load_config(const std::string& path, ServerConfig& config) {
     throw std::runtime_error("config: " + path + ": " + std::string(e.description()));
   }
   reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits", "messages",
-                         "attachments"});
+                         "attachments", "devices"});
 
   if (const auto* s = section(root, "server")) {
     reject_unknown(*s, "server.", {"listen", "admin_listen", "public_host", "worker_threads", "io_threads"});
@@ -216,6 +216,15 @@ void load_config(const std::string& path, ServerConfig& config) {
     read_int(*s, "attachments.", "expiry_ms", config.attachments.expiry_ms, 1000, 3650LL * 24 * 3600 * 1000);
     read_int(*s, "attachments.", "purge_interval_ms", config.attachments.purge_interval_ms, 0, 24LL * 3600 * 1000);
     read_limit(*s, "attachments.", "bytes_per_account", config.attachments.bytes_per_account);
+  }
+  if (const auto* s = section(root, "devices")) {
+    reject_unknown(*s, "devices.", {"link_ttl_ms", "max_open_links", "purge_interval_ms", "links_per_account",
+                                    "link_requests_per_address"});
+    read_int(*s, "devices.", "link_ttl_ms", config.devices.link_ttl_ms, 1000, 24LL * 3600 * 1000);
+    read_int(*s, "devices.", "max_open_links", config.devices.max_open_links, 1, 100);
+    read_int(*s, "devices.", "purge_interval_ms", config.devices.purge_interval_ms, 0, 24LL * 3600 * 1000);
+    read_limit(*s, "devices.", "links_per_account", config.devices.links_per_account);
+    read_limit(*s, "devices.", "link_requests_per_address", config.devices.link_requests_per_address);
   }
 }
 

@@ -77,6 +77,17 @@ struct AttachmentLimits {
   account::RateLimit bytes_per_account = account::recommended_limits::kAttachmentBytesPerAccount;
 };
 
+// Linked devices ([devices]): one-time links that add a device to an account (docs/protocol.md).
+struct DeviceLinkLimits {
+  std::int64_t link_ttl_ms = 10 * 60 * 1000;  // a link is usable this long after its creation
+  std::size_t max_open_links = 5;             // live links (not expired, not picked up) per account
+  std::int64_t purge_interval_ms = 60'000;    // least time between two purges of expired links
+  // POST /v1/devices/links, per account: 10 at once, 1 a minute.
+  account::RateLimit links_per_account{10, 1.0 / 60};
+  // PUT /v1/devices/links/{id}/request (not authenticated), per client address: 30 at once, 10 a minute.
+  account::RateLimit link_requests_per_address{30, 10.0 / 60};
+};
+
 struct ServerConfig {
   std::string data_dir = "./postern-data";
   HostPort listen{"0.0.0.0", 8443};
@@ -95,6 +106,7 @@ struct ServerConfig {
   AttachmentLimits attachments{};
   unsigned worker_threads = 2;  // blocking work: Argon2id and the store
   unsigned io_threads = 2;
+  DeviceLinkLimits devices{};
 };
 
 // Applies the TOML file at `path` over `config` (keys absent from the file keep their value).

@@ -38,6 +38,9 @@ inline constexpr std::size_t kMaxClientIdBytes = 64;
 inline constexpr std::size_t kMaxEnvelopeContentBytes = 256 * 1024;
 inline constexpr std::size_t kMaxDeviceNameBytes = 256;
 inline constexpr std::size_t kMaxUploadIdBytes = 128;
+inline constexpr std::size_t kMaxDeviceLinkIdBytes = 64;
+inline constexpr std::size_t kMaxLinkRequestBytes = 4096;  // the new device's opaque request
+inline constexpr std::size_t kMaxProvisionBytes = 8192;    // the encrypted provisioning blob
 
 // ---- rows ----
 
@@ -122,6 +125,24 @@ struct Upload {
   bool complete = false;
   std::int64_t created_ms = 0;
   std::int64_t expires_ms = 0;
+};
+
+// A one-time link that adds a device to an account (docs/protocol.md, "Linked devices"). Its
+// life: open (created by a signed-in device) -> requested (the new device left its request and the
+// hash of a session token it made itself) -> approved (the device is registered, the provisioning
+// blob waits) -> deleted when the new device picks the blob up, when cancelled or when expired.
+enum class DeviceLinkState { open, requested, approved };
+
+struct DeviceLink {
+  std::string id;  // unguessable, chosen by the caller
+  std::int64_t account_id = 0;
+  DeviceLinkState state = DeviceLinkState::open;
+  Bytes request;                // requested, approved: opaque, 1..kMaxLinkRequestBytes
+  Bytes token_hash;             // requested, approved: SHA-256 of the new device's session token
+  Bytes provision;              // approved: opaque, 1..kMaxProvisionBytes
+  std::uint32_t device_id = 0;  // approved: the device the approval registered
+  std::int64_t created_ms = 0;
+  std::int64_t expires_ms = 0;  // gone (not_found everywhere) at or after this
 };
 
 // ---- interfaces ----
@@ -257,6 +278,43 @@ class AttachmentStore {
   virtual Result<std::vector<Upload>> list_expired_uploads(std::int64_t now_ms, std::size_t limit) = 0;
 };
 
+// Links belong to the account (deleting it deletes them); removing the device that created one
+// does not matter. Every method takes `now_ms` where expiry matters: a link whose expires_ms is at
+// or before it counts as absent (Errc::not_found) even before purge_expired_device_links runs.
+class DeviceLinkStore {
+ public:
+  virtual ~DeviceLinkStore() = default;
+  // Creates an open link. Errc::too_large when the account already has `max_live` links not
+  // expired at created_ms (whatever their state); Errc::not_found when the account does not
+  // exist; Errc::constraint when the id exists; Errc::invalid_argument for an empty or long id.
+  virtual Status create_device_link(std::string_view link_id, std::int64_t account_id, std::int64_t created_ms,
+                                    std::int64_t expires_ms, std::size_t max_live) = 0;
+  virtual Result<DeviceLink> get_device_link(std::string_view link_id, std::int64_t now_ms) = 0;
+  // open -> requested; the first request wins. Errc::constraint when the link already has one,
+  // Errc::too_large for a request over kMaxLinkRequestBytes, Errc::invalid_argument for an empty
+  // request or a token hash that is not kTokenHashBytes.
+  virtual Status request_device_link(std::string_view link_id, ByteView request, ByteView token_hash,
+                                     std::int64_t now_ms) = 0;
+  // requested -> approved, in one transaction: adds the device to the account as add_device does
+  // (lowest free id), makes the request's token hash that device's session token (as put_token),
+  // keeps the provisioning blob and sets the link's expiry to `expires_ms` (the time left for the
+  // pickup). Returns the new device id. Errc::not_found when the link is absent, expired or
+  // another account's; Errc::constraint when it is not in the requested state or the token hash
+  // is already a session; Errc::too_large for a blob over kMaxProvisionBytes;
+  // Errc::invalid_argument as add_device, or for an empty blob.
+  virtual Result<std::uint32_t> approve_device_link(std::string_view link_id, std::int64_t account_id,
+                                                    ByteView identity_key, std::uint32_t registration_id,
+                                                    std::string_view name, ByteView provision, std::int64_t now_ms,
+                                                    std::int64_t expires_ms) = 0;
+  // Deletes an approved link whose token hash is `token_hash` and returns it (with the blob): a
+  // blob is handed out once. Errc::not_found otherwise (absent, expired, not approved, other hash).
+  virtual Result<DeviceLink> take_device_link(std::string_view link_id, ByteView token_hash, std::int64_t now_ms) = 0;
+  // Deletes the account's link, whatever its state. false when it has no such link (or it expired).
+  virtual Result<bool> delete_device_link(std::string_view link_id, std::int64_t account_id, std::int64_t now_ms) = 0;
+  // Deletes links whose expiry is at or before now_ms; returns how many.
+  virtual Result<std::int64_t> purge_expired_device_links(std::int64_t now_ms) = 0;
+};
+
 // Everything the server needs, as one object to pass around.
 class ServerStore : public AccountStore,
                     public DeviceStore,
@@ -264,6 +322,7 @@ class ServerStore : public AccountStore,
                     public KeyStore,
                     public MessageQueue,
                     public ChallengeStore,
-                    public AttachmentStore {};
+                    public AttachmentStore,
+                    public DeviceLinkStore {};
 
 }  // namespace postern::store

@@ -126,8 +126,32 @@ CREATE INDEX uploads_account ON uploads (account_id);
 CREATE INDEX uploads_expiry ON uploads (expires_ms);
 )sql";
 
-constexpr std::array<Migration, 1> kSchema{{
+// Version 2: one-time links that add a device to an account (linked devices). They belong to the
+// account (cascade), not to the device that created one. The state is spelled out, so that an
+// operator reading the table needs no decoder; the CHECKs tie each state to the columns it fills.
+// device_id is not a foreign key: removing the new device before the pickup leaves the link to
+// expire (its token is gone with the device, so the pickup is refused anyway).
+constexpr std::string_view kSchemaV2 = R"sql(
+CREATE TABLE device_links (
+  id         TEXT    NOT NULL PRIMARY KEY CHECK (length(CAST(id AS BLOB)) BETWEEN 1 AND 64),
+  account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+  state      TEXT    NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'requested', 'approved')),
+  request    BLOB    CHECK (request IS NULL OR length(request) BETWEEN 1 AND 4096),
+  token_hash BLOB    CHECK (token_hash IS NULL OR length(token_hash) = 32),
+  provision  BLOB    CHECK (provision IS NULL OR length(provision) BETWEEN 1 AND 8192),
+  device_id  INTEGER CHECK (device_id IS NULL OR device_id BETWEEN 1 AND 4294967295),
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  CHECK ((state = 'open') = (request IS NULL AND token_hash IS NULL)),
+  CHECK ((state = 'approved') = (provision IS NOT NULL AND device_id IS NOT NULL))
+) WITHOUT ROWID;
+CREATE INDEX device_links_account ON device_links (account_id, expires_ms);
+CREATE INDEX device_links_expiry ON device_links (expires_ms);
+)sql";
+
+constexpr std::array<Migration, 2> kSchema{{
     {1, "accounts, devices, tokens, key directory, message queue, used challenges, uploads", kSchemaV1},
+    {2, "device links (adding a device to an account with a one-time link)", kSchemaV2},
 }};
 
 std::uint32_t as_u32(std::int64_t v) {
@@ -165,6 +189,31 @@ constexpr std::string_view kSelectExpiredUploads =
 
 bool valid_upload_id(std::string_view id) {
   return !id.empty() && id.size() <= kMaxUploadIdBytes;
+}
+
+bool valid_link_id(std::string_view id) {
+  return !id.empty() && id.size() <= kMaxDeviceLinkIdBytes;
+}
+
+DeviceLinkState link_state_from_text(std::string_view text) {
+  if (text == "requested") return DeviceLinkState::requested;
+  if (text == "approved") return DeviceLinkState::approved;
+  return DeviceLinkState::open;
+}
+
+// Columns: id, account_id, state, request, token_hash, provision, device_id, created_ms, expires_ms.
+DeviceLink read_device_link(const Statement& s) {
+  DeviceLink link;
+  link.id = s.column_text(0);
+  link.account_id = s.column_int64(1);
+  link.state = link_state_from_text(s.column_text(2));
+  link.request = s.column_blob(3);
+  link.token_hash = s.column_blob(4);
+  link.provision = s.column_blob(5);
+  link.device_id = as_u32(s.column_int64(6));
+  link.created_ms = s.column_int64(7);
+  link.expires_ms = s.column_int64(8);
+  return link;
 }
 
 }  // namespace
@@ -254,7 +303,8 @@ Result<std::vector<std::string>> SqliteServerStore::delete_account(std::int64_t 
     }
   }
   {
-    // Cascades: devices -> tokens, signed and one-time prekeys, messages, delivered; uploads.
+    // Cascades: devices -> tokens, signed and one-time prekeys, messages, delivered; uploads;
+    // device links.
     POSTERN_TRY(auto st, db_.cached("DELETE FROM accounts WHERE id = ?1"));
     POSTERN_CHECK(st->bind_all(account_id));
     POSTERN_CHECK(st->run());
@@ -272,6 +322,16 @@ Result<std::uint32_t> SqliteServerStore::add_device(std::int64_t account_id, Byt
   if (identity_key.size() != kPublicKeyBytes || name.size() > kMaxDeviceNameBytes)
     return Errc::invalid_argument;
   POSTERN_TRY(Transaction tx, Transaction::begin(db_));
+  POSTERN_TRY(const std::uint32_t id, add_device_locked(account_id, identity_key, registration_id, name, now_ms));
+  POSTERN_CHECK(tx.commit());
+  return id;
+}
+
+Result<std::uint32_t> SqliteServerStore::add_device_locked(std::int64_t account_id, ByteView identity_key,
+                                                           std::uint32_t registration_id, std::string_view name,
+                                                           std::int64_t now_ms) {
+  if (identity_key.size() != kPublicKeyBytes || name.size() > kMaxDeviceNameBytes)
+    return Errc::invalid_argument;
   std::uint32_t next = 1;
   {
     // Device ids in order: the first gap (or one past the end) is the lowest free id.
@@ -293,7 +353,6 @@ Result<std::uint32_t> SqliteServerStore::add_device(std::int64_t account_id, Byt
                                name, now_ms));
     if (Status s = st->run(); !s.ok()) return missing_parent_as_not_found(s.error());
   }
-  POSTERN_CHECK(tx.commit());
   return next;
 }
 
@@ -743,6 +802,119 @@ Result<std::vector<Upload>> SqliteServerStore::list_expired_uploads(std::int64_t
     out.push_back(read_upload(*st));
   }
   return out;
+}
+
+// ---- DeviceLinkStore ----
+
+Status SqliteServerStore::create_device_link(std::string_view link_id, std::int64_t account_id,
+                                             std::int64_t created_ms, std::int64_t expires_ms,
+                                             std::size_t max_live) {
+  if (!valid_link_id(link_id)) return Errc::invalid_argument;
+  POSTERN_TRY(Transaction tx, Transaction::begin(db_));
+  {
+    // Served by device_links_account (account_id, expires_ms).
+    POSTERN_TRY(auto st,
+                db_.cached("SELECT count(*) FROM device_links WHERE account_id = ?1 AND expires_ms > ?2"));
+    POSTERN_CHECK(st->bind_all(account_id, created_ms));
+    POSTERN_TRY(bool row, st->step());
+    if (!row) return Errc::sqlite_error;
+    if (static_cast<std::uint64_t>(st->column_int64(0)) >= max_live) return Errc::too_large;
+  }
+  {
+    POSTERN_TRY(auto st, db_.cached("INSERT INTO device_links (id, account_id, created_ms, expires_ms) "
+                                    "VALUES (?1, ?2, ?3, ?4)"));
+    POSTERN_CHECK(st->bind_all(link_id, account_id, created_ms, expires_ms));
+    if (Status s = st->run(); !s.ok()) return missing_parent_as_not_found(s.error());
+  }
+  return tx.commit();
+}
+
+Result<DeviceLink> SqliteServerStore::get_device_link(std::string_view link_id, std::int64_t now_ms) {
+  if (!valid_link_id(link_id)) return Errc::not_found;
+  POSTERN_TRY(auto st, db_.cached("SELECT id, account_id, state, request, token_hash, provision, device_id, "
+                                  "created_ms, expires_ms FROM device_links WHERE id = ?1 AND expires_ms > ?2"));
+  POSTERN_CHECK(st->bind_all(link_id, now_ms));
+  POSTERN_TRY(bool row, st->step());
+  if (!row) return Errc::not_found;
+  return read_device_link(*st);
+}
+
+Status SqliteServerStore::request_device_link(std::string_view link_id, ByteView request, ByteView token_hash,
+                                              std::int64_t now_ms) {
+  if (request.empty() || token_hash.size() != kTokenHashBytes) return Errc::invalid_argument;
+  if (request.size() > kMaxLinkRequestBytes) return Errc::too_large;
+  POSTERN_TRY(Transaction tx, Transaction::begin(db_));
+  POSTERN_TRY(const DeviceLink link, get_device_link(link_id, now_ms));
+  if (link.state != DeviceLinkState::open) return Errc::constraint;  // one request per link
+  POSTERN_TRY(auto st, db_.cached("UPDATE device_links SET state = 'requested', request = ?2, token_hash = ?3 "
+                                  "WHERE id = ?1 AND state = 'open'"));
+  POSTERN_CHECK(st->bind_all(link_id, request, token_hash));
+  POSTERN_CHECK(st->run());
+  if (db_.changes() != 1) return Errc::constraint;
+  return tx.commit();
+}
+
+Result<std::uint32_t> SqliteServerStore::approve_device_link(std::string_view link_id, std::int64_t account_id,
+                                                             ByteView identity_key, std::uint32_t registration_id,
+                                                             std::string_view name, ByteView provision,
+                                                             std::int64_t now_ms, std::int64_t expires_ms) {
+  if (provision.empty() || identity_key.size() != kPublicKeyBytes || name.size() > kMaxDeviceNameBytes) {
+    return Errc::invalid_argument;
+  }
+  if (provision.size() > kMaxProvisionBytes) return Errc::too_large;
+  POSTERN_TRY(Transaction tx, Transaction::begin(db_));
+  POSTERN_TRY(const DeviceLink link, get_device_link(link_id, now_ms));
+  if (link.account_id != account_id) return Errc::not_found;
+  if (link.state != DeviceLinkState::requested || link.token_hash.size() != kTokenHashBytes) {
+    return Errc::constraint;
+  }
+  POSTERN_TRY(const std::uint32_t device_id,
+              add_device_locked(account_id, identity_key, registration_id, name, now_ms));
+  // A token hash that is already a session fails on the tokens primary key (Errc::constraint),
+  // and the rollback takes the device away again.
+  POSTERN_CHECK(put_token(link.token_hash, account_id, device_id, now_ms));
+  {
+    POSTERN_TRY(auto st, db_.cached("UPDATE device_links SET state = 'approved', provision = ?2, device_id = ?3, "
+                                    "expires_ms = ?4 WHERE id = ?1 AND state = 'requested'"));
+    POSTERN_CHECK(st->bind_all(link_id, provision, std::int64_t{device_id}, expires_ms));
+    POSTERN_CHECK(st->run());
+    if (db_.changes() != 1) return Errc::constraint;
+  }
+  POSTERN_CHECK(tx.commit());
+  return device_id;
+}
+
+Result<DeviceLink> SqliteServerStore::take_device_link(std::string_view link_id, ByteView token_hash,
+                                                       std::int64_t now_ms) {
+  if (!valid_link_id(link_id) || token_hash.size() != kTokenHashBytes) return Errc::not_found;
+  // Find and delete in one statement, so two pickups can never both get the blob.
+  POSTERN_TRY(auto st, db_.cached("DELETE FROM device_links WHERE id = ?1 AND state = 'approved' AND "
+                                  "token_hash = ?2 AND expires_ms > ?3 RETURNING id, account_id, state, request, "
+                                  "token_hash, provision, device_id, created_ms, expires_ms"));
+  POSTERN_CHECK(st->bind_all(link_id, token_hash, now_ms));
+  POSTERN_TRY(bool row, st->step());
+  if (!row) return Errc::not_found;
+  DeviceLink link = read_device_link(*st);
+  POSTERN_TRY(bool more, st->step());  // runs the statement to its end
+  (void)more;
+  return link;
+}
+
+Result<bool> SqliteServerStore::delete_device_link(std::string_view link_id, std::int64_t account_id,
+                                                   std::int64_t now_ms) {
+  if (!valid_link_id(link_id)) return false;
+  POSTERN_TRY(auto st,
+              db_.cached("DELETE FROM device_links WHERE id = ?1 AND account_id = ?2 AND expires_ms > ?3"));
+  POSTERN_CHECK(st->bind_all(link_id, account_id, now_ms));
+  POSTERN_CHECK(st->run());
+  return db_.changes() > 0;
+}
+
+Result<std::int64_t> SqliteServerStore::purge_expired_device_links(std::int64_t now_ms) {
+  POSTERN_TRY(auto st, db_.cached("DELETE FROM device_links WHERE expires_ms <= ?1"));
+  POSTERN_CHECK(st->bind_all(now_ms));
+  POSTERN_CHECK(st->run());
+  return db_.changes();
 }
 
 }  // namespace postern::store

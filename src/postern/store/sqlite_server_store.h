@@ -98,9 +98,25 @@ class SqliteServerStore final : public ServerStore {
   Result<std::int64_t> account_upload_bytes(std::int64_t account_id) override;
   Result<std::vector<Upload>> list_expired_uploads(std::int64_t now_ms, std::size_t limit) override;
 
+  // DeviceLinkStore
+  Status create_device_link(std::string_view link_id, std::int64_t account_id, std::int64_t created_ms,
+                            std::int64_t expires_ms, std::size_t max_live) override;
+  Result<DeviceLink> get_device_link(std::string_view link_id, std::int64_t now_ms) override;
+  Status request_device_link(std::string_view link_id, ByteView request, ByteView token_hash,
+                             std::int64_t now_ms) override;
+  Result<std::uint32_t> approve_device_link(std::string_view link_id, std::int64_t account_id, ByteView identity_key,
+                                            std::uint32_t registration_id, std::string_view name, ByteView provision,
+                                            std::int64_t now_ms, std::int64_t expires_ms) override;
+  Result<DeviceLink> take_device_link(std::string_view link_id, ByteView token_hash, std::int64_t now_ms) override;
+  Result<bool> delete_device_link(std::string_view link_id, std::int64_t account_id, std::int64_t now_ms) override;
+  Result<std::int64_t> purge_expired_device_links(std::int64_t now_ms) override;
+
  private:
   explicit SqliteServerStore(Database db) : db_(std::move(db)) {}
 
+  // add_device inside a transaction the caller holds.
+  Result<std::uint32_t> add_device_locked(std::int64_t account_id, ByteView identity_key,
+                                          std::uint32_t registration_id, std::string_view name, std::int64_t now_ms);
   // take_bundle inside a transaction the caller holds.
   Result<Bundle> take_bundle_locked(std::int64_t account_id, std::uint32_t device_id);
   // A failed write whose cause was a missing parent row (foreign key) becomes Errc::not_found.

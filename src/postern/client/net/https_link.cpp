@@ -1,0 +1,653 @@
+// HttpsLink: see https_link.h for the design. Everything that touches a socket runs on the link's
+// one io thread (no strands or locks needed there); user threads only start coroutines and wait
+// for their results, and the delivery socket hands messages over through a mutex-guarded queue.
+#include "postern/client/net/https_link.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include "postern/client/errors.h"
+#include "postern/crypto/hash.h"
+#include "postern/crypto/secret.h"
+
+namespace postern::client::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
+using asio::awaitable;
+using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using WsStream = websocket::stream<TlsStream>;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::size_t kPieceBytes = 256 * 1024;  // streamed bodies move in pieces of this size
+constexpr std::size_t kMaxInbox = 256;          // delivery messages waiting for receive()
+constexpr std::chrono::seconds kWsSendTimeout{30};
+constexpr std::chrono::seconds kWsCloseWait{2};
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  (void)asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+std::string bracket(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+// Header names, values and the target go on the wire verbatim: no CR, LF or NUL (injection).
+bool clean(std::string_view text) {
+  return text.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// A transport error while no response byte has arrived: the connection is gone (or never was).
+std::error_code io_error(const boost::system::error_code& ec) {
+  if (ec == beast::error::timeout) return Errc::timeout;
+  return Errc::unreachable;
+}
+
+// An error while reading a response that has begun.
+std::error_code response_error(const boost::system::error_code& ec) {
+  if (ec == beast::error::timeout) return Errc::timeout;
+  return Errc::protocol_error;
+}
+
+struct Conn {
+  Conn(const asio::any_io_executor& ex, ssl::context& tls) : stream(ex, tls) {}
+  TlsStream stream;
+  beast::flat_buffer buffer;  // bytes read past the last response (none, unless the server misbehaves)
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+// What one request/response exchange did, for the caller's retry and reuse decision.
+struct Exchange {
+  bool response_started = false;
+  bool keep_alive = false;
+};
+
+template <class Fields>
+void wipe_authorization(Fields& fields) {
+  auto it = fields.find(http::field::authorization);
+  if (it != fields.end()) crypto::wipe(const_cast<char*>(it->value().data()), it->value().size());
+}
+
+// The delivery WebSocket's state, shared by the user-facing socket and the io-thread coroutines.
+struct WsState {
+  explicit WsState(TlsStream&& stream) : ws(std::move(stream)), resume(ws.get_executor()) {}
+
+  struct Out {
+    Bytes data;
+    bool close = false;
+    std::shared_ptr<std::promise<Status>> done;
+  };
+
+  WsStream ws;
+  asio::steady_timer resume;  // wakes the reader when it paused on a full inbox
+  // io thread only
+  std::deque<Out> outbox;
+  bool writing = false;
+  bool write_failed = false;
+  bool close_sent = false;
+  // shared with user threads
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<Bytes> inbox;
+  bool closed = false;
+  bool reader_paused = false;
+  std::optional<std::uint16_t> close_code;
+};
+
+awaitable<void> ws_read_loop(std::shared_ptr<WsState> s) {
+  for (;;) {
+    bool pause = false;
+    {
+      std::lock_guard lock(s->mutex);
+      if (s->inbox.size() >= kMaxInbox) pause = s->reader_paused = true;
+    }
+    if (pause) {
+      // receive() posts a cancel once it has taken messages; the post runs on this thread only
+      // after this wait has started, so the wake-up cannot be lost.
+      s->resume.expires_at(asio::steady_timer::time_point::max());
+      co_await s->resume.async_wait(kTuple);
+      continue;
+    }
+    beast::flat_buffer buffer;
+    auto [ec, n] = co_await s->ws.async_read(buffer, kTuple);
+    (void)n;
+    if (ec) {
+      std::lock_guard lock(s->mutex);
+      s->closed = true;
+      if (ec == websocket::error::closed) s->close_code = static_cast<std::uint16_t>(s->ws.reason().code);
+      s->cv.notify_all();
+      co_return;
+    }
+    if (!s->ws.got_binary()) continue;  // the protocol has binary messages only
+    const auto data = buffer.cdata();
+    const auto* begin = static_cast<const std::uint8_t*>(data.data());
+    Bytes message(begin, begin + data.size());
+    std::lock_guard lock(s->mutex);
+    s->inbox.push_back(std::move(message));
+    s->cv.notify_all();
+  }
+}
+
+// One write or close at a time (Beast allows one of each kind in flight), in the order queued.
+awaitable<void> ws_write_loop(std::shared_ptr<WsState> s) {
+  while (!s->outbox.empty()) {
+    WsState::Out out = std::move(s->outbox.front());
+    s->outbox.pop_front();
+    if (s->close_sent || s->write_failed) {
+      out.done->set_value(out.close ? Status{} : Status{Errc::connection_closed});
+      continue;
+    }
+    if (out.close) {
+      s->close_sent = true;
+      auto [ec] = co_await s->ws.async_close(websocket::close_code::normal, kTuple);
+      (void)ec;  // the peer may be gone already; the socket is closed either way
+      s->resume.cancel();  // a reader parked on a full inbox wakes, finds the socket closed and ends
+      out.done->set_value(Status{});
+      continue;
+    }
+    auto [ec, n] = co_await s->ws.async_write(asio::buffer(out.data), kTuple);
+    (void)n;
+    if (ec) {
+      s->write_failed = true;
+      out.done->set_value(ec == beast::error::timeout ? Errc::timeout : Errc::connection_closed);
+    } else {
+      out.done->set_value(Status{});
+    }
+  }
+  s->writing = false;
+}
+
+void ws_enqueue(const std::shared_ptr<WsState>& s, WsState::Out out) {
+  s->outbox.push_back(std::move(out));
+  if (!s->writing) {
+    s->writing = true;
+    asio::co_spawn(s->ws.get_executor(), ws_write_loop(s), asio::detached);
+  }
+}
+
+}  // namespace
+
+struct HttpsLink::Core {
+  Core(Invite invite_in, HttpsLinkOptions options_in)
+      : invite(std::move(invite_in)),
+        options(std::move(options_in)),
+        dial_host(options.connect_host.value_or(invite.host)),
+        dial_port(options.connect_port.value_or(invite.port)),
+        sni(!is_ip_literal(invite.host)),
+        host_header(bracket(invite.host) + ":" + std::to_string(invite.port)),
+        tls(ssl::context::tls_client),
+        io(1),
+        work(asio::make_work_guard(io)) {
+    boost::system::error_code ec;
+    tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                    ec);
+    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+    // No CA: the pin is checked after the handshake (check_pin).
+    tls.set_verify_mode(ssl::verify_none, ec);
+    thread = std::thread([this] {
+      for (;;) {
+        try {
+          io.run();
+          return;
+        } catch (...) {  // nothing of ours throws on the io thread; keep serving if a handler did
+        }
+      }
+    });
+  }
+
+  ~Core() {
+    work.reset();
+    io.stop();
+    if (thread.joinable()) thread.join();
+    idle.clear();
+  }
+
+  const Invite invite;
+  const HttpsLinkOptions options;
+  const std::string dial_host;
+  const std::uint16_t dial_port;
+  const bool sni;
+  const std::string host_header;
+  ssl::context tls;  // before io: SSL objects still alive in io's handlers refer to it
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::vector<std::unique_ptr<Conn>> idle;  // io thread only
+  std::atomic<std::uint64_t> opened{0};
+  std::thread thread;
+
+  bool on_io_thread() { return io.get_executor().running_in_this_thread(); }
+
+  // Runs `op` on the io thread and waits for its result.
+  template <class T>
+  static awaitable<void> deliver(awaitable<Result<T>> op, std::shared_ptr<std::promise<Result<T>>> promise) {
+    Result<T> result = co_await std::move(op);
+    promise->set_value(std::move(result));
+  }
+  template <class T>
+  Result<T> run(awaitable<Result<T>> op) {
+    auto promise = std::make_shared<std::promise<Result<T>>>();
+    auto future = promise->get_future();
+    auto on_exit = [promise](std::exception_ptr e) {
+      if (e) promise->set_value(Errc::protocol_error);
+    };
+    asio::co_spawn(io, deliver<T>(std::move(op), promise), on_exit);
+    return future.get();
+  }
+
+  bool check_pin(TlsStream& stream) const {
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    X509* cert = SSL_get1_peer_certificate(stream.native_handle());
+#else
+    X509* cert = SSL_get_peer_certificate(stream.native_handle());
+#endif
+    if (cert == nullptr) return false;
+    bool match = false;
+    if (EVP_PKEY* key = X509_get0_pubkey(cert); key != nullptr) {
+      const int length = i2d_PUBKEY(key, nullptr);
+      if (length > 0) {
+        Bytes der(static_cast<std::size_t>(length));
+        unsigned char* out = der.data();
+        if (i2d_PUBKEY(key, &out) == length) {
+          const auto digest = crypto::sha256(der);
+          match = crypto::constant_time_equal(digest, invite.pin);
+        }
+      }
+    }
+    X509_free(cert);
+    return match;
+  }
+
+  // A fresh connection: resolve, TCP connect, TLS handshake, pin check.
+  awaitable<Result<std::unique_ptr<Conn>>> connect() {
+    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+    auto conn = std::make_unique<Conn>(io.get_executor(), tls);
+    auto& socket = beast::get_lowest_layer(conn->stream);
+
+    std::vector<tcp::endpoint> endpoints;
+    boost::system::error_code ec;
+    if (const auto address = asio::ip::make_address(dial_host, ec); !ec) {
+      endpoints.emplace_back(address, dial_port);
+    } else {
+      tcp::resolver resolver(io);
+      asio::steady_timer guard(io);
+      guard.expires_at(deadline);
+      auto on_expiry = [&resolver](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) resolver.cancel();
+      };
+      guard.async_wait(on_expiry);
+      auto [rec, results] = co_await resolver.async_resolve(dial_host, std::to_string(dial_port), kTuple);
+      guard.cancel();
+      if (rec || results.empty()) co_return Errc::unreachable;
+      for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    }
+
+    socket.expires_at(deadline);
+    auto [cec, endpoint] = co_await socket.async_connect(endpoints, kTuple);
+    (void)endpoint;
+    if (cec) co_return Errc::unreachable;
+    opened.fetch_add(1, std::memory_order_relaxed);
+    boost::system::error_code ignored;
+    socket.socket().set_option(tcp::no_delay(true), ignored);
+
+    // SSL_set_tlsext_host_name, without the macro's C cast.
+    if (sni && SSL_ctrl(conn->stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                        const_cast<char*>(invite.host.c_str())) != 1) {
+      co_return Errc::unreachable;
+    }
+    socket.expires_at(deadline);
+    auto [hec] = co_await conn->stream.async_handshake(ssl::stream_base::client, kTuple);
+    if (hec) co_return io_error(hec);
+    if (!check_pin(conn->stream)) {
+      socket.close();
+      co_return Errc::pin_mismatch;
+    }
+    socket.expires_never();
+    co_return std::move(conn);
+  }
+
+  std::unique_ptr<Conn> take_idle() {
+    const auto now = std::chrono::steady_clock::now();
+    while (!idle.empty()) {
+      auto conn = std::move(idle.back());
+      idle.pop_back();
+      if (now - conn->idle_since < options.max_idle_time) return conn;
+    }
+    return nullptr;
+  }
+
+  void put_idle(std::unique_ptr<Conn> conn) {
+    if (options.max_idle_connections == 0) return;
+    if (idle.size() >= options.max_idle_connections) idle.erase(idle.begin());  // the oldest goes
+    conn->idle_since = std::chrono::steady_clock::now();
+    idle.push_back(std::move(conn));
+  }
+
+  template <class Message>
+  void set_common_headers(Message& m, const HttpRequest& req) const {
+    m.set(http::field::host, host_header);
+    for (const auto& h : req.headers) m.set(h.name, h.value);
+    if (req.bearer) m.set(http::field::authorization, "Bearer " + *req.bearer);
+  }
+
+  awaitable<Status> write_request(Conn& c, const HttpRequest& req, http::verb verb) {
+    auto& socket = beast::get_lowest_layer(c.stream);
+    if (!req.body_source) {
+      http::request<http::string_body> message{verb, req.target, 11};
+      set_common_headers(message, req);
+      message.body() = req.body;
+      message.prepare_payload();
+      socket.expires_after(req.io_timeout);
+      auto [ec, n] = co_await http::async_write(c.stream, message, kTuple);
+      (void)n;
+      wipe_authorization(message);
+      if (ec) co_return io_error(ec);
+      co_return Status{};
+    }
+    http::request<http::empty_body> head{verb, req.target, 11};
+    set_common_headers(head, req);
+    head.content_length(req.body_length);
+    http::request_serializer<http::empty_body> serializer{head};
+    socket.expires_after(req.io_timeout);
+    auto [ec, n] = co_await http::async_write_header(c.stream, serializer, kTuple);
+    (void)n;
+    wipe_authorization(head);
+    if (ec) co_return io_error(ec);
+    // The body follows the header verbatim (Content-Length framing), one piece at a time.
+    std::vector<std::uint8_t> piece(static_cast<std::size_t>(std::min<std::uint64_t>(kPieceBytes, req.body_length)));
+    std::uint64_t left = req.body_length;
+    while (left > 0) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(left, piece.size()));
+      auto got = req.body_source(std::span<std::uint8_t>(piece.data(), want));
+      if (!got) co_return got.error();
+      if (*got == 0 || *got > want) co_return Errc::invalid_argument;  // the source ended early
+      socket.expires_after(req.io_timeout);
+      auto [wec, written] = co_await asio::async_write(c.stream, asio::buffer(piece.data(), *got), kTuple);
+      (void)written;
+      if (wec) co_return io_error(wec);
+      left -= *got;
+    }
+    co_return Status{};
+  }
+
+  awaitable<Result<HttpResponse>> exchange(Conn& c, const HttpRequest& req, Exchange& x) {
+    const http::verb verb = http::string_to_verb(req.method);
+    if (auto written = co_await write_request(c, req, verb); !written) co_return written.error();
+
+    auto& socket = beast::get_lowest_layer(c.stream);
+    http::response_parser<http::empty_body> head_parser;
+    head_parser.header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
+    head_parser.body_limit(boost::none);  // set below, once the header tells where the body goes
+    if (verb == http::verb::head) head_parser.skip(true);
+    socket.expires_after(req.io_timeout);
+    auto [hec, header_bytes] = co_await http::async_read_header(c.stream, c.buffer, head_parser, kTuple);
+    (void)header_bytes;
+    x.response_started = head_parser.got_some() || c.buffer.size() > 0;
+    if (hec) {
+      if (hec == beast::error::timeout) co_return Errc::timeout;
+      if (!x.response_started) co_return Errc::unreachable;
+      co_return Errc::protocol_error;
+    }
+
+    HttpResponse response;
+    response.status = head_parser.get().result_int();
+    for (const auto& field : head_parser.get()) {
+      response.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    }
+    if (head_parser.is_done()) {
+      x.keep_alive = head_parser.keep_alive();
+      co_return response;
+    }
+    if (req.body_sink && response.status / 100 == 2) {
+      http::response_parser<http::buffer_body> parser(std::move(head_parser));
+      std::vector<std::uint8_t> piece(kPieceBytes);
+      while (!parser.is_done()) {
+        parser.get().body().data = piece.data();
+        parser.get().body().size = piece.size();
+        socket.expires_after(req.io_timeout);
+        auto [ec, n] = co_await http::async_read_some(c.stream, c.buffer, parser, kTuple);
+        (void)n;
+        if (ec && ec != http::error::need_buffer) co_return response_error(ec);
+        const std::size_t got = piece.size() - parser.get().body().size;
+        if (got > 0) {
+          if (auto sunk = req.body_sink(ByteView(piece.data(), got)); !sunk) co_return sunk.error();
+        }
+      }
+      x.keep_alive = parser.keep_alive();
+      co_return response;
+    }
+    http::response_parser<http::string_body> parser(std::move(head_parser));
+    // Beast checks Content-Length against the limit only while parsing the header (unlimited then).
+    if (const auto length = parser.content_length(); length && *length > kMaxResponseBodyBytes) {
+      co_return Errc::protocol_error;
+    }
+    parser.body_limit(kMaxResponseBodyBytes);
+    while (!parser.is_done()) {
+      socket.expires_after(req.io_timeout);
+      auto [ec, n] = co_await http::async_read_some(c.stream, c.buffer, parser, kTuple);
+      (void)n;
+      if (ec) co_return response_error(ec);
+    }
+    x.keep_alive = parser.keep_alive();
+    response.body = std::move(parser.get().body());
+    co_return response;
+  }
+
+  // What would not go on the wire as given (or would smuggle header lines) is refused up front.
+  static bool valid(const HttpRequest& req) {
+    if (http::string_to_verb(req.method) == http::verb::unknown || req.target.empty() || req.target.front() != '/' ||
+        !clean(req.target) || req.target.find(' ') != std::string::npos) {
+      return false;
+    }
+    for (const auto& h : req.headers) {
+      if (h.name.empty() || !clean(h.name) || !clean(h.value) || h.name.find_first_of(": ") != std::string::npos) {
+        return false;
+      }
+    }
+    return !req.bearer || clean(*req.bearer);
+  }
+
+  awaitable<Result<HttpResponse>> send(const HttpRequest& req) {
+    if (!valid(req)) co_return Errc::invalid_argument;
+    for (int attempt = 0;; ++attempt) {
+      std::unique_ptr<Conn> conn = take_idle();
+      const bool reused = conn != nullptr;
+      if (!conn) {
+        auto fresh = co_await connect();
+        if (!fresh) co_return fresh.error();
+        conn = std::move(*fresh);
+      }
+      Exchange x;
+      auto result = co_await exchange(*conn, req, x);
+      if (result) {
+        if (x.keep_alive && conn->buffer.size() == 0) put_idle(std::move(conn));
+        co_return result;
+      }
+      // A kept-alive connection the server has closed meanwhile fails before any answer: once
+      // more on a fresh one, unless the body came from a source that cannot be rewound.
+      const bool retry = reused && attempt == 0 && !x.response_started && !req.body_source &&
+                         result.error() == make_error_code(Errc::unreachable);
+      if (!retry) co_return result;
+    }
+  }
+
+  awaitable<Result<std::shared_ptr<WsState>>> open_delivery(std::string bearer) {
+    struct Wipe {
+      std::string& s;
+      ~Wipe() { crypto::wipe(s.data(), s.size()); }
+    } wipe{bearer};
+    auto conn = co_await connect();
+    if (!conn) co_return conn.error();
+    auto state = std::make_shared<WsState>(std::move((*conn)->stream));
+    auto& ws = state->ws;
+    beast::get_lowest_layer(ws).expires_never();  // the WebSocket keeps its own timeouts
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = options.connect_timeout;
+    timeouts.idle_timeout = websocket::stream_base::none();
+    timeouts.keep_alive_pings = false;
+    ws.set_option(timeouts);
+    ws.read_message_max(kMaxDeliveryMessageBytes);
+    ws.binary(true);
+    auto decorate = [&bearer](websocket::request_type& request) {
+      request.set(http::field::authorization, "Bearer " + bearer);
+    };
+    ws.set_option(websocket::stream_base::decorator(decorate));
+    websocket::response_type answer;
+    auto [ec] = co_await ws.async_handshake(answer, host_header, "/v1/websocket", kTuple);
+    ws.set_option(websocket::stream_base::decorator([](websocket::request_type&) {}));
+    if (ec) {
+      if (ec == websocket::error::upgrade_declined) co_return Errc::server_error;
+      if (ec == beast::error::timeout) co_return Errc::timeout;
+      co_return Errc::protocol_error;
+    }
+    asio::co_spawn(io, ws_read_loop(state), asio::detached);
+    co_return state;
+  }
+};
+
+namespace {
+
+class HttpsDeliverySocket final : public DeliverySocket {
+ public:
+  HttpsDeliverySocket(std::shared_ptr<HttpsLink::Core> core, std::shared_ptr<WsState> state)
+      : core_(std::move(core)), state_(std::move(state)) {}
+  ~HttpsDeliverySocket() override { close(); }
+  HttpsDeliverySocket(const HttpsDeliverySocket&) = delete;
+  HttpsDeliverySocket& operator=(const HttpsDeliverySocket&) = delete;
+
+  Status send(ByteView frame) override {
+    if (core_->on_io_thread()) return Errc::invalid_argument;
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->closed) return Errc::connection_closed;
+    }
+    auto done = std::make_shared<std::promise<Status>>();
+    auto future = done->get_future();
+    auto enqueue = [s = state_, data = Bytes(frame.begin(), frame.end()), done]() mutable {
+      ws_enqueue(s, WsState::Out{std::move(data), false, std::move(done)});
+    };
+    asio::post(core_->io, std::move(enqueue));
+    if (future.wait_for(kWsSendTimeout) != std::future_status::ready) {
+      // The server does not take what we write: give the connection up.
+      asio::post(core_->io, [s = state_] { beast::get_lowest_layer(s->ws).close(); });
+      return Errc::timeout;
+    }
+    return future.get();
+  }
+
+  Result<std::optional<Bytes>> receive(std::chrono::milliseconds timeout) override {
+    bool wake_reader = false;
+    std::optional<Bytes> message;
+    {
+      std::unique_lock lock(state_->mutex);
+      state_->cv.wait_for(lock, timeout, [this] { return !state_->inbox.empty() || state_->closed; });
+      if (!state_->inbox.empty()) {
+        message = std::move(state_->inbox.front());
+        state_->inbox.pop_front();
+        if (state_->reader_paused) {
+          state_->reader_paused = false;
+          wake_reader = true;
+        }
+      } else if (state_->closed) {
+        return Errc::connection_closed;
+      }
+    }
+    if (wake_reader) asio::post(core_->io, [s = state_] { s->resume.cancel(); });
+    return message;
+  }
+
+  std::optional<std::uint16_t> close_code() const override {
+    std::lock_guard lock(state_->mutex);
+    return state_->close_code;
+  }
+
+  void close() override {
+    if (closing_.exchange(true)) return;
+    auto done = std::make_shared<std::promise<Status>>();
+    auto future = done->get_future();
+    auto enqueue = [s = state_, done]() mutable { ws_enqueue(s, WsState::Out{Bytes{}, true, std::move(done)}); };
+    asio::post(core_->io, std::move(enqueue));
+    if (core_->on_io_thread()) return;
+    (void)future.wait_for(kWsCloseWait);
+  }
+
+ private:
+  std::shared_ptr<HttpsLink::Core> core_;  // keeps the io thread alive while the socket exists
+  std::shared_ptr<WsState> state_;
+  std::atomic<bool> closing_{false};
+};
+
+}  // namespace
+
+HttpsLink::HttpsLink(Invite invite, HttpsLinkOptions options)
+    : core_(std::make_shared<Core>(std::move(invite), std::move(options))) {}
+
+HttpsLink::~HttpsLink() = default;
+
+Result<HttpResponse> HttpsLink::send(const HttpRequest& request) {
+  if (core_->on_io_thread()) return Errc::invalid_argument;  // from a body callback: would deadlock
+  return core_->run<HttpResponse>(core_->send(request));
+}
+
+Result<std::unique_ptr<DeliverySocket>> HttpsLink::open_delivery(std::string_view bearer) {
+  if (core_->on_io_thread()) return Errc::invalid_argument;
+  if (!clean(bearer)) return Errc::invalid_argument;
+  auto state = core_->run<std::shared_ptr<WsState>>(core_->open_delivery(std::string(bearer)));
+  if (!state) return state.error();
+  return std::unique_ptr<DeliverySocket>(std::make_unique<HttpsDeliverySocket>(core_, std::move(*state)));
+}
+
+std::string HttpsLink::describe() const {
+  std::string text = "direct " + bracket(core_->dial_host) + ":" + std::to_string(core_->dial_port);
+  if (core_->options.connect_host || core_->options.connect_port) text += " (for " + core_->host_header + ")";
+  return text;
+}
+
+std::uint64_t HttpsLink::connections_opened() const {
+  return core_->opened.load(std::memory_order_relaxed);
+}
+
+}  // namespace postern::client::net
