@@ -108,8 +108,8 @@ std::optional<json> parse_json(const std::string& text) {
 
 // The secrets of offers made by this process (never stored: an offer dies with the process).
 struct OfferSecrets {
-  static std::map<std::string, Bytes>& map() {
-    static std::map<std::string, Bytes> m;
+  static std::map<std::string, crypto::SecretBytes>& map() {
+    static std::map<std::string, crypto::SecretBytes> m;
     return m;
   }
 };
@@ -132,7 +132,7 @@ Outcome<LinkOffer> Messenger::offer_link() {
   Bytes secret(kSecretSize);
   impl_->rng.fill(secret);
   offer.code = impl_->invite->to_string() + "&link=" + offer.link_id + "." + b64url(secret);
-  OfferSecrets::map()[offer.link_id] = std::move(secret);
+  OfferSecrets::map()[offer.link_id] = crypto::SecretBytes(std::move(secret));
   return offer;
 }
 
@@ -163,7 +163,7 @@ Outcome<std::optional<LinkRequest>> Messenger::poll_link(const LinkOffer& offer)
   auto mac = base64_decode(req->value("mac", ""));
   if (!eph.ok() || eph->size() != crypto::kPublicKeySize || !mac.ok() || out.device_name.size() > 256)
     return Failure::from(make_error_code(Errc::not_allowed), "the new device's request is malformed: refused");
-  const auto expected = request_mac(secret->second, offer.link_id, *eph, out.registration_id, out.device_name);
+  const auto expected = request_mac(secret->second.view(), offer.link_id, *eph, out.registration_id, out.device_name);
   if (!crypto::constant_time_equal(ByteView(expected.data(), expected.size()), *mac))
     return Failure::from(make_error_code(Errc::not_allowed),
                          "a device answered the link without its secret (not the code you showed): refused");
@@ -185,9 +185,11 @@ Outcome<std::uint32_t> Messenger::approve_link(const LinkOffer& offer, const Lin
   message.set_account_id(impl_->account_id);
   message.set_email(impl_->email);
   std::string plain = message.SerializeAsString();
+  // The protobuf's copy of the private key goes before the message object does.
+  sodium_memzero(message.mutable_identity_private()->data(), message.identity_private().size());
   const auto ours = crypto::KeyPair::generate(impl_->rng);
   POSTERN_OUTCOME_TRY(auto shared, crypto::agreement(ours.private_key, their_key));
-  POSTERN_OUTCOME_TRY(auto key, provision_key(shared, secret->second, offer.link_id));
+  POSTERN_OUTCOME_TRY(auto key, provision_key(shared, secret->second.view(), offer.link_id));
   std::array<std::uint8_t, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES> nonce{};
   impl_->rng.fill(nonce);
   Bytes blob;

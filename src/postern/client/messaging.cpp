@@ -64,7 +64,7 @@ Outcome<Done> Messenger::Impl::fetch_sessions(std::int64_t account, const std::v
     if (!only.empty() && !contains(only, b.device_id)) continue;
     const protocol::ProtocolAddress address{name, b.device_id};
     POSTERN_OUTCOME_TRY(auto existing, store->identity(address));
-    if (!existing) POSTERN_OUTCOME_CHECK(note_new_device_identity(address, b.identity_key, /*already_stored=*/false));
+    if (!existing) POSTERN_OUTCOME_CHECK(note_new_device_identity(address, b.identity_key));
     if (existing && *existing != b.identity_key) {
       POSTERN_OUTCOME_TRY(bool changed, store->record_identity_change(address, b.identity_key));
       (void)changed;
@@ -78,8 +78,8 @@ Outcome<Done> Messenger::Impl::fetch_sessions(std::int64_t account, const std::v
   return Done{};
 }
 
-Result<bool> Messenger::Impl::note_new_device_identity(const protocol::ProtocolAddress& address, const crypto::PublicKey& key,
-                                                      bool already_stored) {
+Result<bool> Messenger::Impl::note_new_device_identity(const protocol::ProtocolAddress& address,
+                                                      const crypto::PublicKey& key) {
   if (address.name == name_of(account_id)) return false;  // own devices share our identity
   POSTERN_TRY(auto known, store->identities_of(address.name));
   const IdentityInfo* newest = nullptr;
@@ -92,7 +92,6 @@ Result<bool> Messenger::Impl::note_new_device_identity(const protocol::ProtocolA
   // The account shows up with a key we never saw (a reinstall, or someone in between): record it
   // as a change of the account's newest key, so the usual policy (block until accepted) applies.
   const crypto::PublicKey previous = newest->key;
-  (void)already_stored;
   POSTERN_TRY(bool replaced_first, store->save_identity(address, previous));
   (void)replaced_first;
   POSTERN_TRY(bool changed, store->record_identity_change(address, key));
@@ -659,7 +658,7 @@ Outcome<Done> Messenger::Impl::process_envelope(const InboundEnvelope& envelope,
   }
   POSTERN_OUTCOME_TRY(auto identity_after, store->identity(address));
   if (!identity_before && identity_after) {
-    POSTERN_OUTCOME_TRY(bool changed, note_new_device_identity(address, *identity_after, /*already_stored=*/true));
+    POSTERN_OUTCOME_TRY(bool changed, note_new_device_identity(address, *identity_after));
     if (changed) identity_before = crypto::PublicKey{};  // announce below
   }
   if (identity_before && identity_after && *identity_before != *identity_after) {
@@ -967,6 +966,7 @@ Outcome<ReceiveSummary> Messenger::receive(const ReceiveOptions& options, const 
         in.type = env.type();
         in.timestamp = env.timestamp();
         in.content.assign(env.content().begin(), env.content().end());
+        in.client_id = env.client_id();
         AfterCommit after;
         bool duplicate = false;
         {

@@ -1,6 +1,7 @@
 // Tests for postern/client/attachment_cipher.h: streaming round trips at the block boundaries,
 // equality with a one-shot computation from the crypto layer, every class of tampering refused,
 // and the file reader (same blob, resumable with skip_to, a file changing size under it).
+#include "store/temp_dir.h"
 #include "postern/client/attachment_cipher.h"
 
 #include <gtest/gtest.h>
@@ -19,23 +20,9 @@
 namespace postern::client {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/postern-attachment-test-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::filesystem::path file(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
+// A temporary directory per test (tests/unit/store/temp_dir.h), its files as std::filesystem::path.
+struct TempDir : store::store_test::TempDir {
+  std::filesystem::path file(const std::string& name) const { return store::store_test::TempDir::file(name); }
 };
 
 Bytes random_bytes(crypto::Rng& rng, std::size_t n) {

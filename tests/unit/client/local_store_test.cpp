@@ -1,6 +1,7 @@
 // Tests for postern/client/local_store.h: opening a profile (key file, passphrase, lock), sealing
 // (tampering, moved values, no plaintext in the files), settings, the protocol stores, trust in
 // remote identities under both change policies, and transactions.
+#include "store/temp_dir.h"
 #include "postern/client/local_store.h"
 
 #include <gtest/gtest.h>
@@ -26,23 +27,9 @@ using protocol::ProtocolAddress;
 using protocol::SenderKeyName;
 
 // A fresh directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/postern-local-store-test-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+// A temporary directory per test (tests/unit/store/temp_dir.h), as a std::filesystem::path.
+struct TempDir : store::store_test::TempDir {
+  fs::path path() const { return store::store_test::TempDir::path(); }
 };
 
 unsigned file_mode(const fs::path& path) {

@@ -1,6 +1,7 @@
 // Tests for postern/client/media.h: MIME sniffing, image dimensions and thumbnails (pictures made
 // here with stb_image_write), a video made with the ffmpeg command line (skipped without it), and
 // damaged or hostile files that must give a plain `file`, never a crash.
+#include "store/temp_dir.h"
 #include "postern/client/media.h"
 
 #include <gtest/gtest.h>
@@ -20,23 +21,9 @@
 namespace postern::client {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/postern-media-test-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::filesystem::path file(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
+// A temporary directory per test (tests/unit/store/temp_dir.h), its files as std::filesystem::path.
+struct TempDir : store::store_test::TempDir {
+  std::filesystem::path file(const std::string& name) const { return store::store_test::TempDir::file(name); }
 };
 
 void write_file(const std::filesystem::path& p, ByteView data) {

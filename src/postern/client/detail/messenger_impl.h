@@ -31,14 +31,7 @@ inline constexpr std::string_view kOwnDevices = "own_devices";  // the account's
 }  // namespace settings
 
 // A delivered envelope, whatever carried it (WebSocket push or HTTP fetch).
-struct InboundEnvelope {
-  std::uint64_t server_id = 0;
-  std::int64_t sender_account = 0;
-  std::uint32_t sender_device = 0;
-  std::int32_t type = 0;
-  std::int64_t timestamp = 0;
-  Bytes content;
-};
+using InboundEnvelope = QueuedEnvelope;
 
 // Work left for after the local commit of a received envelope.
 struct AfterCommit {
@@ -90,8 +83,7 @@ struct Messenger::Impl {
   Outcome<Done> fetch_sessions(std::int64_t account, const std::vector<std::uint32_t>& only);
   // A new device of a known account whose key matches none of the account's known keys is
   // recorded as an identity change (blocked until accepted under the default policy).
-  Result<bool> note_new_device_identity(const protocol::ProtocolAddress& address, const crypto::PublicKey& key,
-                                        bool already_stored);
+  Result<bool> note_new_device_identity(const protocol::ProtocolAddress& address, const crypto::PublicKey& key);
   // Encrypts the padded content for every device of the account that has a session (minus this
   // device), commits the ratchet state and an outbox row together, then sends; retries device
   // mismatches. message_id links the outbox row to a history row (status updates).
