@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "postern/client/server_api.h"
 #include "postern/account/token.h"
 #include "postern/crypto/curve.h"
 #include "postern/crypto/random.h"
@@ -38,24 +39,8 @@ struct Session {
   std::string token;
 };
 
-std::string base64(ByteView bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const unsigned v = (unsigned{bytes[i]} << 16) | (unsigned{bytes[i + 1]} << 8) | bytes[i + 2];
-    for (int shift : {18, 12, 6, 0}) out.push_back(kAlphabet[(v >> shift) & 63]);
-  }
-  if (const std::size_t rest = bytes.size() - i; rest > 0) {
-    unsigned v = unsigned{bytes[i]} << 16;
-    if (rest == 2) v |= unsigned{bytes[i + 1]} << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
+// Standard base64 with padding, as the server writes keys (libsodium, through the client's helper).
+std::string base64(ByteView bytes) { return client::base64_encode(bytes); }
 
 json parse(const ApiResponse& r) {
   return r.body.empty() ? json() : json::parse(r.body, nullptr, false);
