@@ -22,6 +22,7 @@
 
 #include "postern/client/messenger.h"
 #include "postern/client/net/https_link.h"
+#include "postern/client/profile_config.h"
 #include "postern/client/qr.h"
 #include "postern/crypto/random.h"
 #include "postern/util/clock.h"
@@ -110,6 +111,11 @@ std::unique_ptr<Messenger> open_messenger(const Globals& g, crypto::Rng& rng, co
   } else if (const char* env = std::getenv("POSTERN_PASSPHRASE"); env != nullptr && *env != '\0') {
     config.store.passphrase = env;
   }
+  if (const std::string problem = apply_profile_config(g.profile, config); !problem.empty()) {
+    failure = Failure::from(make_error_code(Errc::invalid_argument), problem);
+    return nullptr;
+  }
+  // The environment overrides the profile's file for the identity policy (tests, one-off runs).
   if (const char* policy = std::getenv("POSTERN_IDENTITY_POLICY"); policy != nullptr && std::string(policy) == "warn")
     config.identity_policy = IdentityChangePolicy::warn_and_trust;
   auto opened = Messenger::open(std::move(config), rng, clock);
