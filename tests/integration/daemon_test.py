@@ -200,6 +200,14 @@ def main():
           r.returncode == 0 and any(g.get("text") == "hi from the daemon" and g.get("from") == B_MAIL for g in got),
           f"rc={r.returncode} {r.stdout!r} {r.stderr!r}")
 
+    # --- typing indicators both ways: the daemon's sendTyping reaches A; A's typing reaches the daemon ---
+    t = client.call("sendTyping", {"to": A_MAIL, "started": True})
+    check("sendTyping: answered", "result" in t, f"{t}")
+    r = postern(a, "--json", "receive", "--timeout", "2")
+    got = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    check("sendTyping: A sees B typing", any(g.get("event") == "typing" and g.get("from") == B_MAIL and g.get("started") is True
+                                            for g in got), f"{r.stdout!r}")
+
     # --- batch: results in an array, nothing for notifications, an error per bad member ---
     client.send_raw(json.dumps([{"jsonrpc": "2.0", "id": "v", "method": "version"},
                                 {"jsonrpc": "2.0", "method": "version"},
