@@ -178,14 +178,21 @@ struct LocalStore::Impl {
     std::optional<Bytes> previous_key;
   };
 
+  // The trust state is part of the key's sealing context: the state column is stored in clear (for
+  // queries) but cannot be changed without the data key (a blocked key cannot be made trusted by
+  // editing the file).
+  static std::string key_context(const std::string& row, std::int64_t state) {
+    return "identities.key:" + row + "#state=" + std::to_string(state);
+  }
+
   Result<IdentityInfo> decode_identity(const ProtocolAddress& address, const IdentityRow& row) const {
     const std::string key = row_key(address);
     IdentityInfo info;
+    if (row.state < 0 || row.state > 2) return Errc::corrupt_record;
     {
-      POSTERN_TRY(auto plain, at_rest.unseal(row.key, "identities.key:" + key));
+      POSTERN_TRY(auto plain, at_rest.unseal(row.key, key_context(key, row.state)));
       POSTERN_TRY(info.key, parse_public_key(plain.view()));
     }
-    if (row.state < 0 || row.state > 2) return Errc::corrupt_record;
     info.state = static_cast<TrustState>(row.state);
     info.first_seen_ms = row.first_seen_ms;
     if (row.previous_key) {
@@ -221,7 +228,7 @@ struct LocalStore::Impl {
   Status write_identity(const ProtocolAddress& address, const IdentityInfo& info) {
     const std::string key = row_key(address);
     const auto serialized = info.key.serialize();
-    const Bytes sealed_key = seal(serialized, "identities.key:" + key);
+    const Bytes sealed_key = seal(serialized, key_context(key, static_cast<std::int64_t>(info.state)));
     Bytes sealed_previous;
     if (info.previous_key) {
       sealed_previous = seal(info.previous_key->serialize(), "identities.previous_key:" + key);
@@ -241,9 +248,12 @@ struct LocalStore::Impl {
     return stmt->run();
   }
 
+  // Re-seals the key under the new state's context.
   Status write_identity_state(const ProtocolAddress& address, TrustState state) {
-    return run("UPDATE identities SET state = ?3 WHERE name = ?1 AND device_id = ?2", std::string_view(address.name),
-               std::int64_t{address.device_id}, static_cast<std::int64_t>(state));
+    POSTERN_TRY(auto existing, load_identity(address));
+    if (!existing) return Errc::unknown_contact;
+    existing->state = state;
+    return write_identity(address, *existing);
   }
 
   // TOFU for an unknown address; a different key replaces the stored one (kept as previous_key)

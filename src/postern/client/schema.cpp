@@ -12,7 +12,7 @@ CREATE TABLE settings (                      -- value sealed: "settings.value:" 
   value BLOB NOT NULL
 ) WITHOUT ROWID;
 
-CREATE TABLE identities (                    -- key, previous_key sealed: "identities.key:" || name || "." || device_id
+CREATE TABLE identities (                    -- key sealed: "identities.key:" || name || "." || device_id || "#state=" || state
   name TEXT NOT NULL,                        -- the account id as decimal text
   device_id INTEGER NOT NULL,
   key BLOB NOT NULL,

@@ -500,6 +500,22 @@ TEST_F(LocalStoreTest, TrustOnFirstUse) {
   EXPECT_EQ((*store->identity_info(alice))->first_seen_ms, 5000);
 }
 
+TEST_F(LocalStoreTest, TrustStateEditedInTheFileDoesNotUnblock) {
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  const ProtocolAddress alice{"1001", 1};
+  ASSERT_TRUE(store->save_identity(alice, new_key()).ok());
+  ASSERT_TRUE(store->save_identity(alice, new_key()).ok());  // changed: blocked
+  ASSERT_EQ((*store->identity_info(alice))->state, TrustState::changed_blocked);
+  // Someone with write access to the file but not the key marks it trusted.
+  ASSERT_TRUE(store->db().exec("UPDATE identities SET state = 0 WHERE name = '1001'").ok());
+  auto info = store->identity_info(alice);
+  ASSERT_FALSE(info.ok());
+  EXPECT_EQ(info.error(), make_error_code(Errc::corrupt_record));
+  auto trusted = store->is_trusted_identity(alice, new_key(), Direction::sending);
+  EXPECT_FALSE(trusted.ok() && *trusted);
+}
+
 TEST_F(LocalStoreTest, IdentityChangeBlocksUntilAccepted) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
