@@ -345,7 +345,9 @@ Outcome<std::size_t> Messenger::flush_outbox() {
   for (const auto& id : ids) {
     auto r = impl_->send_outbox_row(id);
     if (!r.ok()) {
-      if (r.failure().http_status == 0) return r.failure();  // offline: keep the rest for later
+      // Offline: keep the rest for later. A row that fails for another reason (damaged, refused)
+      // must not hold up the rows behind it.
+      if (is_offline(r.failure())) return r.failure();
       continue;
     }
     ++sent;
@@ -891,7 +893,7 @@ Outcome<ReceiveSummary> Messenger::receive(const ReceiveOptions& options, const 
     std::lock_guard lock(impl_->mutex);
     POSTERN_OUTCOME_CHECK(impl_->require_login());
     auto flushed = flush_outbox();
-    if (!flushed.ok() && flushed.failure().http_status == 0) return flushed.failure();
+    if (!flushed.ok() && is_offline(flushed.failure())) return flushed.failure();
     (void)maintain_keys();
     (void)purge_expired();
     auto opened = impl_->link->open_delivery(*impl_->api->token());

@@ -127,6 +127,11 @@ struct Messenger::Impl {
 };
 
 std::string random_hex(crypto::Rng& rng, std::size_t bytes);
+// The server could not be reached (as opposed to a refusal or a local problem).
+inline bool is_offline(const Failure& f) {
+  return f.code == make_error_code(Errc::unreachable) || f.code == make_error_code(Errc::timeout) ||
+         f.code == make_error_code(Errc::connection_closed);
+}
 std::string kind_of(const content::v1::DataMessage& dm);
 std::string bytes_string(ByteView b);
 
