@@ -1008,6 +1008,9 @@ std::string server_config(const Options& o) {
       "[server]\nio_threads = 2\nworker_threads = 2\n"
       "[pow]\ndifficulty = 8\n"
       "[password]\nopslimit = 1\nmemlimit = 8192\n"
+      // The load generator speaks the API straight over TLS (the front's camouflage and inner
+      // channel are measured by postern-clientbench and postern-relaybench).
+      "[front]\nopen_api = true\n"
       "[http]\nmax_connections = " +
       std::to_string(conns) +
       "\n"

@@ -2,8 +2,10 @@
 // program's edge: argument parsing, configuration, binding); nothing below the HTTP layer throws.
 //
 // Start-up order: configuration, data directory, database (migrated), proof-of-work secret, TLS
-// certificate (self-signed on first start unless configured), listener; then "listening on
-// HOST:PORT" on stdout and DIR/invite.txt. SIGTERM/SIGINT: stop accepting, finish requests in
+// certificate (self-signed on first start unless configured), the front's secrets (the Noise
+// static key noise.key, the deployment secret front.secret, the replay filter
+// front-replay.bin) and its camouflage site, listener; then "listening on HOST:PORT" on stdout
+// and DIR/invite.txt (mode 0600: it carries the deployment secret). SIGTERM/SIGINT: stop accepting, finish requests in
 // progress (bounded by http.shutdown_grace_ms), exit 0.
 #include <sys/resource.h>
 
@@ -13,6 +15,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +38,10 @@
 #include "postern/server/delivery_hub.h"
 #include "postern/server/http_server.h"
 #include "postern/server/tls_identity.h"
+#include "postern/transport/front_auth.h"
+#include "postern/transport/net/front.h"
+#include "postern/transport/noise.h"
+#include "postern/transport/site.h"
 #include "postern/store/sqlite_server_store.h"
 #include "postern/store/wal_checkpointer.h"
 #include "postern/util/clock.h"
@@ -63,6 +70,10 @@ int run(int argc, char** argv) {
   app.add_option("--admin-listen", admin_listen,
                  "HOST:PORT of the admin listener, HTTP /metrics and /healthz (default 127.0.0.1:9090)");
   app.add_option("--config", config_file, "TOML configuration file (see docs/protocol.md)");
+  std::string site_dir;
+  app.add_option("--site", site_dir,
+                 "directory of the camouflage web site shown to everyone without the deployment secret "
+                 "(default: the sample site shipped with Postern)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -77,6 +88,7 @@ int run(int argc, char** argv) {
 
   if (!config_file.empty()) load_config(config_file, config);  // throws with a message
   config.data_dir = data_dir;
+  if (!site_dir.empty()) config.front.site_dir = site_dir;
   if (!listen.empty()) {
     auto hp = parse_host_port(listen);
     if (!hp) die("--listen must be HOST:PORT");
@@ -144,7 +156,60 @@ int run(int argc, char** argv) {
   boost::asio::io_context io(static_cast<int>(config.io_threads));
   boost::asio::thread_pool workers(config.worker_threads);
   DeliveryHub delivery(workers, api, config);
-  HttpServer server(io, **tls, workers, api, config.http, &attachments, &delivery);
+  // The front: camouflage site, first-request authentication, inner channel.
+  std::optional<transport::site::Site> site;
+  std::unique_ptr<transport::ReplayFilter> replay;
+  std::optional<transport::FrontAuthenticator> front_auth;
+  std::optional<transport::noise::KeyPair> noise_key;
+  std::shared_ptr<boost::asio::ssl::context> front_tls;
+  FrontConfig front_config;
+  std::string invite_extra;
+  if (config.front.enabled) {
+    auto noise_secret = load_or_create_secret(dir + "noise.key", rng);
+    if (!noise_secret) die("reading " + dir + "noise.key", noise_secret.error());
+    auto key_pair = transport::noise::KeyPair::from_private(noise_secret->view());
+    if (!key_pair) die("the Noise key in " + dir + "noise.key", key_pair.error());
+    noise_key.emplace(std::move(*key_pair));
+    auto deployment_secret = load_or_create_secret(dir + "front.secret", rng);
+    if (!deployment_secret) die("reading " + dir + "front.secret", deployment_secret.error());
+    auto authenticator = transport::FrontAuthenticator::create(deployment_secret->view());
+    if (!authenticator) die("the deployment secret in " + dir + "front.secret", authenticator.error());
+    front_auth.emplace(std::move(*authenticator));
+    auto filter = transport::ReplayFilter::open(dir + "front-replay.bin", config.front.token_window_s);
+    if (!filter) die("opening " + dir + "front-replay.bin", filter.error());
+    replay = std::move(*filter);
+    transport::site::NginxLimits nginx;
+    nginx.client_header_timeout = config.front.client_header_timeout;
+    nginx.keepalive_timeout = config.front.keepalive_timeout;
+    nginx.send_timeout = config.front.send_timeout;
+    nginx.lingering_time = config.front.lingering_time;
+    nginx.lingering_timeout = config.front.lingering_timeout;
+    const std::string site_root =
+        config.front.site_dir.empty() ? std::string(POSTERN_SHARE_DIR) + "/site" : config.front.site_dir;
+    auto opened = transport::site::Site::open(site_root, nginx);
+    if (!opened) die("the camouflage site " + site_root, opened.error());
+    site.emplace(std::move(*opened));
+    auto ctx = transport::net::make_front_tls_context(cert_file, key_file);
+    if (!ctx) die("loading the certificate and key", ctx.error());
+    front_tls = std::move(*ctx);
+    front_config.front.site = &*site;
+    front_config.front.auth = &*front_auth;
+    front_config.front.replay = replay.get();
+    front_config.front.window_seconds = config.front.token_window_s;
+    front_config.front.open_api = config.front.open_api;
+    front_config.inner.static_key = &*noise_key;
+    front_config.inner.shaping = transport::inner::ShapingPolicy::defaults();
+    front_config.inner.shaping.enabled = config.front.shaping;
+    front_config.inner.shaping.cover_interval = config.front.cover_interval;
+    invite_extra = "&key=" +
+                   base64url(std::string_view(reinterpret_cast<const char*>(noise_key->public_key.data()),
+                                              noise_key->public_key.size())) +
+                   "&secret=" +
+                   base64url(std::string_view(reinterpret_cast<const char*>(deployment_secret->view().data()),
+                                              deployment_secret->view().size()));
+  }
+  HttpServer server(io, front_tls ? *front_tls : **tls, workers, api, config.http, &attachments, &delivery,
+                    config.front.enabled ? &front_config : nullptr);
   auto bound = server.listen(config.listen);
   if (!bound) die("listening on " + format_host_port(config.listen.host, config.listen.port), bound.error());
   const auto started = std::chrono::steady_clock::now();
@@ -160,8 +225,11 @@ int run(int argc, char** argv) {
     spdlog::warn("admin listener not started: {}: {}", at, admin_bound.error().message());
   }
 
-  const std::string invite = "postern://" + format_host_port(host, bound->port) + "?pin=" + *pin + "\n";
-  if (auto s = write_file_atomically(dir + "invite.txt", invite, 0644); !s) die("writing invite.txt", s.error());
+  std::string invite = "postern://" + format_host_port(host, bound->port) + "?pin=" + *pin + invite_extra + "\n";
+  // The invite carries the deployment secret: readable by the operator only.
+  const auto written = write_file_atomically(dir + "invite.txt", invite, 0600);
+  crypto::wipe(invite.data(), invite.size());
+  if (!written) die("writing invite.txt", written.error());
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(io);

@@ -1,5 +1,7 @@
 #include "postern/client/invite.h"
 
+#include "postern/crypto/secret.h"
+
 #include <sodium.h>
 
 #include <charconv>
@@ -29,6 +31,11 @@ std::string parse(std::string_view text, Invite& out) {
   std::string_view authority = text.substr(0, query_at);
   std::string_view query = text.substr(query_at + 1);
   if (!authority.empty() && authority.back() == '/') authority.remove_suffix(1);
+  Invite invite;
+  if (authority.starts_with("relay@")) {
+    invite.relay = true;
+    authority.remove_prefix(6);
+  }
 
   std::string_view host;
   std::string_view port_text;
@@ -56,7 +63,6 @@ std::string parse(std::string_view text, Invite& out) {
     return "the port must be a number from 1 to 65535";
 
   bool have_pin = false;
-  Invite invite;
   invite.host = std::string(host);
   invite.port = static_cast<std::uint16_t>(port);
   while (!query.empty()) {
@@ -67,7 +73,19 @@ std::string parse(std::string_view text, Invite& out) {
     const auto eq = pair.find('=');
     const std::string_view key = pair.substr(0, eq);
     const std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    if (key == "pin") {
+    if (key == "key" || key == "secret") {
+      auto& slot = key == "key" ? invite.server_key : invite.front_secret;
+      if (slot) return "the invite has two " + std::string(key) + " parameters";
+      std::array<std::uint8_t, 32> raw{};
+      std::size_t len = 0;
+      const char* b64_end = nullptr;
+      if (sodium_base642bin(raw.data(), raw.size(), value.data(), value.size(), nullptr, &len, &b64_end,
+                            sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+          len != raw.size() || b64_end != value.data() + value.size())
+        return "the " + std::string(key) + " must be 43 characters of base64url (32 bytes)";
+      slot = raw;
+      crypto::wipe(raw.data(), raw.size());
+    } else if (key == "pin") {
       if (have_pin) return "the invite has two pins";
       if (!value.starts_with(kPinPrefix)) return "the pin must start with sha256/";
       const std::string_view b64 = value.substr(kPinPrefix.size());
@@ -84,6 +102,7 @@ std::string parse(std::string_view text, Invite& out) {
     }
   }
   if (!have_pin) return "the invite has no pin=sha256/... parameter";
+  if (invite.relay && (!invite.server_key || !invite.front_secret)) return "a relay link needs key= and secret=";
   out = std::move(invite);
   return {};
 }
@@ -101,12 +120,23 @@ std::string explain_invite_error(std::string_view text) {
   return parse(text, invite);
 }
 
-std::string Invite::to_string() const {
-  std::string b64(sodium_base64_ENCODED_LEN(pin.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(b64.data(), b64.size(), pin.data(), pin.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+namespace {
+
+std::string base64url(const std::array<std::uint8_t, 32>& bytes) {
+  std::string b64(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(b64.data(), b64.size(), bytes.data(), bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   b64.resize(std::char_traits<char>::length(b64.c_str()));
+  return b64;
+}
+
+}  // namespace
+
+std::string Invite::to_string() const {
   const bool v6 = host.find(':') != std::string::npos;
-  std::string out = std::string(kScheme) + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "?pin=sha256/" + b64;
+  std::string out = std::string(kScheme) + (relay ? "relay@" : "") + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) +
+                    "?pin=sha256/" + base64url(pin);
+  if (server_key) out += "&key=" + base64url(*server_key);
+  if (front_secret) out += "&secret=" + base64url(*front_secret);
   for (const auto& [k, v] : extra) out += "&" + k + "=" + v;
   return out;
 }

@@ -128,7 +128,7 @@ void load_config(const std::string& path, ServerConfig& config) {
     throw std::runtime_error("config: " + path + ": " + std::string(e.description()));
   }
   reject_unknown(root, "", {"server", "tls", "http", "pow", "password", "rate_limits", "messages",
-                         "attachments", "devices"});
+                         "attachments", "devices", "front"});
 
   if (const auto* s = section(root, "server")) {
     reject_unknown(*s, "server.", {"listen", "admin_listen", "public_host", "worker_threads", "io_threads"});
@@ -225,6 +225,31 @@ void load_config(const std::string& path, ServerConfig& config) {
     read_int(*s, "devices.", "purge_interval_ms", config.devices.purge_interval_ms, 0, 24LL * 3600 * 1000);
     read_limit(*s, "devices.", "links_per_account", config.devices.links_per_account);
     read_limit(*s, "devices.", "link_requests_per_address", config.devices.link_requests_per_address);
+  }
+  if (const auto* s = section(root, "front")) {
+    reject_unknown(*s, "front.", {"enabled", "open_api", "site", "token_window_s", "client_header_timeout_ms",
+                                  "keepalive_timeout_ms", "send_timeout_ms", "lingering_time_ms",
+                                  "lingering_timeout_ms", "shaping", "cover_interval_ms"});
+    auto read_bool = [&](const char* key, bool& out) {
+      if (const auto* node = s->get(key)) {
+        const auto v = node->value<bool>();
+        if (!v) fail(std::string("front.") + key, "must be true or false");
+        out = *v;
+      }
+    };
+    read_bool("enabled", config.front.enabled);
+    read_bool("open_api", config.front.open_api);
+    read_bool("shaping", config.front.shaping);
+    read_string(*s, "front.", "site", config.front.site_dir);
+    read_int(*s, "front.", "token_window_s", config.front.token_window_s, 10, 3600);
+    read_ms(*s, "front.", "client_header_timeout_ms", config.front.client_header_timeout);
+    read_ms(*s, "front.", "keepalive_timeout_ms", config.front.keepalive_timeout);
+    read_ms(*s, "front.", "send_timeout_ms", config.front.send_timeout);
+    read_ms(*s, "front.", "lingering_time_ms", config.front.lingering_time);
+    read_ms(*s, "front.", "lingering_timeout_ms", config.front.lingering_timeout);
+    std::int64_t cover_ms = config.front.cover_interval.count();
+    read_int(*s, "front.", "cover_interval_ms", cover_ms, 0, 3600LL * 1000);
+    config.front.cover_interval = std::chrono::milliseconds(cover_ms);
   }
 }
 

@@ -88,6 +88,26 @@ struct DeviceLinkLimits {
   account::RateLimit link_requests_per_address{30, 10.0 / 60};
 };
 
+// The camouflage front and the inner channel (docs/transport.md). The timeouts are nginx 1.22's
+// defaults, which the front copies; tests shorten them (for nginx and us alike).
+struct FrontOptions {
+  // false: no front, the API straight over TLS as in issue 3 (a server behind its own TLS
+  // terminator on a trusted network). Default on.
+  bool enabled = true;
+  // Also hand first requests for /v1/... over TLS to the API directly (tests, benchmarks). Such a
+  // server answers probers of /v1/ paths differently from nginx: never in production.
+  bool open_api = false;
+  std::string site_dir;  // the camouflage site; empty: the sample site that ships with Postern
+  std::int64_t token_window_s = 120;  // first-request tokens accepted within now +- this
+  std::chrono::milliseconds client_header_timeout{60'000};
+  std::chrono::milliseconds keepalive_timeout{75'000};
+  std::chrono::milliseconds send_timeout{60'000};
+  std::chrono::milliseconds lingering_time{30'000};
+  std::chrono::milliseconds lingering_timeout{5'000};
+  bool shaping = true;                                   // padding, first bursts, cover keep-alives
+  std::chrono::milliseconds cover_interval{20'000};      // 0: no cover keep-alives
+};
+
 struct ServerConfig {
   std::string data_dir = "./postern-data";
   HostPort listen{"0.0.0.0", 8443};
@@ -107,6 +127,7 @@ struct ServerConfig {
   unsigned worker_threads = 2;  // blocking work: Argon2id and the store
   unsigned io_threads = 2;
   DeviceLinkLimits devices{};
+  FrontOptions front{};
 };
 
 // Applies the TOML file at `path` over `config` (keys absent from the file keep their value).

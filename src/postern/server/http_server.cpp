@@ -32,6 +32,8 @@
 #include "postern/server/detail/http_types.h"
 #include "postern/server/detail/listen.h"
 #include "postern/server/errors.h"
+#include "postern/transport/net/front.h"
+#include "postern/transport/net/inner_stream.h"
 
 namespace postern::server {
 
@@ -94,7 +96,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   };
 
   Impl(asio::io_context& io_, asio::ssl::context& tls_, asio::thread_pool& workers_, Api& api_,
-       const HttpLimits& limits_, AttachmentService* attachments_, DeliveryHub* delivery_)
+       const HttpLimits& limits_, AttachmentService* attachments_, DeliveryHub* delivery_,
+       const FrontConfig* front_param)
       : io(io_),
         tls(tls_),
         workers(workers_),
@@ -102,6 +105,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         limits(limits_),
         attachments(attachments_),
         delivery(delivery_),
+        front(front_param),
         acceptor(asio::make_strand(io_)) {}
 
   asio::io_context& io;
@@ -111,6 +115,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   const HttpLimits& limits;
   AttachmentService* attachments;  // null: /v1/attachments is not served (tests of the API alone)
   DeliveryHub* delivery;           // null: /v1/websocket is not served
+  const FrontConfig* front;        // null: no camouflage, the API straight over TLS
   tcp::acceptor acceptor;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> active{0};
@@ -199,13 +204,49 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     }
   }
 
+  // The connection's stream once the front (or, without a front, the TLS handshake) is done;
+  // nullopt when the connection ended there.
+  awaitable<std::optional<Stream>> open_stream(tcp::socket socket, beast::flat_buffer& buffer) {
+    if (front == nullptr) {
+      transport::net::TlsStream tls_stream(std::move(socket), tls);
+      beast::get_lowest_layer(tls_stream).expires_after(limits.handshake_timeout);
+      auto [hs_ec] =
+          co_await tls_stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
+      if (hs_ec) {
+        bump(api.metrics().tls_handshake_failures);
+        co_return std::nullopt;
+      }
+      co_return Stream(std::move(tls_stream));
+    }
+    transport::net::FrontResult result = co_await transport::net::run_front(std::move(socket), tls, front->front);
+    switch (result.kind) {
+      case transport::net::FrontResult::Kind::done:
+        co_return std::nullopt;
+      case transport::net::FrontResult::Kind::open_api: {
+        auto space = buffer.prepare(result.leftover.size());
+        asio::buffer_copy(space, asio::buffer(result.leftover));
+        buffer.commit(result.leftover.size());
+        crypto::wipe(result.leftover.data(), result.leftover.size());
+        co_return Stream(std::move(*result.tls));
+      }
+      case transport::net::FrontResult::Kind::tunnel: {
+        auto inner = co_await transport::net::accept_inner(std::move(*result.tls), std::move(result.leftover),
+                                                           std::move(result.websocket_key), front->inner);
+        if (!inner) {
+          spdlog::debug("inner channel refused: {}", inner.error().message());
+          co_return std::nullopt;
+        }
+        co_return Stream(std::move(*inner));
+      }
+    }
+    co_return std::nullopt;
+  }
+
   awaitable<void> session(tcp::socket socket) {
     boost::system::error_code addr_ec;
     const std::string address = socket.remote_endpoint(addr_ec).address().to_string();
-    Stream stream(std::move(socket), tls);
     auto state = std::make_shared<SessionState>();
     state->executor = co_await asio::this_coro::executor;
-    state->socket = &beast::get_lowest_layer(stream);
     const std::uint64_t id = register_session(state);
     // Until the connection is handed to the delivery WebSocket (which tracks it itself).
     struct Unregister {
@@ -223,19 +264,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     } unregister{*this, id, *state};
 
     if (stopping) co_return;
-    beast::get_lowest_layer(stream).expires_after(limits.handshake_timeout);
-    auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
-    if (hs_ec) {
-      bump(api.metrics().tls_handshake_failures);
-      co_return;
-    }
+    beast::flat_buffer buffer;
+    std::optional<Stream> opened = co_await open_stream(std::move(socket), buffer);
+    if (!opened || stopping) co_return;
+    Stream& stream = *opened;
+    state->socket = &beast::get_lowest_layer(stream);
     api.metrics().tls_connections.fetch_add(1, std::memory_order_relaxed);
     struct CountDown {
       ServerMetrics& m;
       ~CountDown() { m.tls_connections.fetch_sub(1, std::memory_order_relaxed); }
     } count_down{api.metrics()};
 
-    beast::flat_buffer buffer;
     bool close_gracefully = true;
     while (!stopping) {
       HeaderParser header_parser;
@@ -328,8 +367,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 HttpServer::HttpServer(asio::io_context& io, asio::ssl::context& tls, asio::thread_pool& workers, Api& api,
-                       const HttpLimits& limits, AttachmentService* attachments, DeliveryHub* delivery)
-    : impl_(std::make_shared<Impl>(io, tls, workers, api, limits, attachments, delivery)) {}
+                       const HttpLimits& limits, AttachmentService* attachments, DeliveryHub* delivery,
+                       const FrontConfig* front)
+    : impl_(std::make_shared<Impl>(io, tls, workers, api, limits, attachments, delivery, front)) {}
 
 HttpServer::~HttpServer() = default;
 

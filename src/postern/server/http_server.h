@@ -23,6 +23,8 @@
 
 #include "postern/server/api.h"
 #include "postern/server/config.h"
+#include "postern/transport/net/front.h"
+#include "postern/transport/net/inner_stream.h"
 #include "postern/util/result.h"
 
 namespace postern::server {
@@ -34,13 +36,22 @@ Result<std::shared_ptr<boost::asio::ssl::context>> make_tls_context(const std::s
 class AttachmentService;
 class DeliveryHub;
 
+// The camouflage front and the inner channel (issue 5, docs/transport.md). Owned by the caller,
+// alive as long as the server.
+struct FrontConfig {
+  transport::net::FrontSettings front;
+  transport::net::InnerServerOptions inner;
+};
+
 class HttpServer {
  public:
   // `attachments` serves /v1/attachments and `delivery` the /v1/websocket upgrade; either may be
-  // null (that route then answers 404 like any unknown one).
+  // null (that route then answers 404 like any unknown one). `front`: every connection first
+  // goes through the camouflage front (the API is reached through the inner channel, or
+  // directly for /v1/ paths when front->front.open_api); null: the API straight over TLS.
   HttpServer(boost::asio::io_context& io, boost::asio::ssl::context& tls, boost::asio::thread_pool& workers,
              Api& api, const HttpLimits& limits, AttachmentService* attachments = nullptr,
-             DeliveryHub* delivery = nullptr);
+             DeliveryHub* delivery = nullptr, const FrontConfig* front = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -37,13 +37,18 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
 #include "postern/client/errors.h"
 #include "postern/crypto/hash.h"
 #include "postern/crypto/secret.h"
+#include "postern/transport/errors.h"
+#include "postern/transport/front_auth.h"
+#include "postern/transport/net/any_stream.h"
+#include "postern/transport/net/inner_stream.h"
+#include "postern/transport/net/tls_client.h"
+#include "postern/transport/net/tls_stream.h"
 
 namespace postern::client::net {
 
@@ -54,8 +59,8 @@ namespace websocket = beast::websocket;
 namespace ssl = asio::ssl;
 using asio::awaitable;
 using tcp = asio::ip::tcp;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-using WsStream = websocket::stream<TlsStream>;
+using Stream = transport::net::AnyStream;
+using WsStream = websocket::stream<Stream>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -64,12 +69,6 @@ constexpr std::size_t kPieceBytes = 256 * 1024;  // streamed bodies move in piec
 constexpr std::size_t kMaxInbox = 256;          // delivery messages waiting for receive()
 constexpr std::chrono::seconds kWsSendTimeout{30};
 constexpr std::chrono::seconds kWsCloseWait{2};
-
-bool is_ip_literal(const std::string& host) {
-  boost::system::error_code ec;
-  (void)asio::ip::make_address(host, ec);
-  return !ec;
-}
 
 std::string bracket(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
@@ -93,8 +92,8 @@ std::error_code response_error(const boost::system::error_code& ec) {
 }
 
 struct Conn {
-  Conn(const asio::any_io_executor& ex, ssl::context& tls) : stream(ex, tls) {}
-  TlsStream stream;
+  explicit Conn(Stream&& s) : stream(std::move(s)) {}
+  Stream stream;  // TLS straight to the server, or the inner channel
   beast::flat_buffer buffer;  // bytes read past the last response (none, unless the server misbehaves)
   std::chrono::steady_clock::time_point idle_since;
 };
@@ -113,7 +112,7 @@ void wipe_authorization(Fields& fields) {
 
 // The delivery WebSocket's state, shared by the user-facing socket and the io-thread coroutines.
 struct WsState {
-  explicit WsState(TlsStream&& stream) : ws(std::move(stream)), resume(ws.get_executor()) {}
+  explicit WsState(Stream&& stream) : ws(std::move(stream)), resume(ws.get_executor()) {}
 
   struct Out {
     Bytes data;
@@ -216,18 +215,14 @@ struct HttpsLink::Core {
         options(std::move(options_in)),
         dial_host(options.connect_host.value_or(invite.host)),
         dial_port(options.connect_port.value_or(invite.port)),
-        sni(!is_ip_literal(invite.host)),
         host_header(bracket(invite.host) + ":" + std::to_string(invite.port)),
-        tls(ssl::context::tls_client),
+        tls(transport::net::make_client_tls_context()),
         io(1),
         work(asio::make_work_guard(io)) {
-    boost::system::error_code ec;
-    tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                    ec);
-    SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-    // No CA: the pin is checked after the handshake (check_pin).
-    tls.set_verify_mode(ssl::verify_none, ec);
+    if (invite.server_key && invite.front_secret) {
+      auto authenticator = transport::FrontAuthenticator::create(ByteView(*invite.front_secret));
+      if (authenticator) front_auth.emplace(std::move(*authenticator));
+    }
     thread = std::thread([this] {
       for (;;) {
         try {
@@ -250,9 +245,11 @@ struct HttpsLink::Core {
   const HttpsLinkOptions options;
   const std::string dial_host;
   const std::uint16_t dial_port;
-  const bool sni;
   const std::string host_header;
-  ssl::context tls;  // before io: SSL objects still alive in io's handlers refer to it
+  std::optional<transport::FrontAuthenticator> front_auth;  // with the invite's key and secret
+  std::atomic<std::int64_t> clock_offset{0};  // server clock - ours, learnt from its answers
+  // The ClientHello of curl on this system (transport/net/tls_client.h); no CA, the pin is checked.
+  std::shared_ptr<ssl::context> tls;  // before io: SSL objects still alive in io's handlers refer to it
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::vector<std::unique_ptr<Conn>> idle;  // io thread only
@@ -278,35 +275,46 @@ struct HttpsLink::Core {
     return future.get();
   }
 
-  bool check_pin(TlsStream& stream) const {
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    X509* cert = SSL_get1_peer_certificate(stream.native_handle());
-#else
-    X509* cert = SSL_get_peer_certificate(stream.native_handle());
-#endif
-    if (cert == nullptr) return false;
-    bool match = false;
-    if (EVP_PKEY* key = X509_get0_pubkey(cert); key != nullptr) {
-      const int length = i2d_PUBKEY(key, nullptr);
-      if (length > 0) {
-        Bytes der(static_cast<std::size_t>(length));
-        unsigned char* out = der.data();
-        if (i2d_PUBKEY(key, &out) == length) {
-          const auto digest = crypto::sha256(der);
-          match = crypto::constant_time_equal(digest, invite.pin);
-        }
+  // A fresh connection: resolve, TCP connect, TLS handshake, pin check; then, when the invite
+  // has the server's key and secret, the inner channel (retried once with the clock corrected
+  // by the server's Date header when the front did not accept the token).
+  awaitable<Result<std::unique_ptr<Conn>>> connect() {
+    auto tls_stream = co_await connect_tls();
+    if (!tls_stream) co_return tls_stream.error();
+    if (!front_auth) co_return std::make_unique<Conn>(Stream(std::move(*tls_stream)));
+    transport::net::InnerClientOptions inner_options;
+    inner_options.host_header = host_header;
+    inner_options.auth = &*front_auth;
+    inner_options.server_key = *invite.server_key;
+    inner_options.timeout = options_timeout();
+    inner_options.clock_offset_seconds = clock_offset.load();
+    transport::net::InnerClientReport report;
+    auto inner = co_await transport::net::connect_inner(std::move(*tls_stream), inner_options, &report);
+    if (!inner && inner.error() == transport::Errc::bad_token && report.server_date) {
+      const std::int64_t ours = std::chrono::duration_cast<std::chrono::seconds>(
+                                    std::chrono::system_clock::now().time_since_epoch()).count();
+      const std::int64_t offset = *report.server_date - ours;
+      if (std::abs(offset - inner_options.clock_offset_seconds) > 30) {
+        clock_offset.store(offset);
+        inner_options.clock_offset_seconds = offset;
+        auto again = co_await connect_tls();
+        if (!again) co_return again.error();
+        inner = co_await transport::net::connect_inner(std::move(*again), inner_options, &report);
       }
     }
-    X509_free(cert);
-    return match;
+    if (!inner) {
+      if (inner.error() == transport::Errc::timeout) co_return Errc::timeout;
+      if (inner.error() == transport::Errc::handshake_failed) co_return Errc::pin_mismatch;
+      if (inner.error() == transport::Errc::bad_token) co_return Errc::unreachable;
+      co_return Errc::unreachable;
+    }
+    co_return std::make_unique<Conn>(Stream(std::move(*inner)));
   }
 
-  // A fresh connection: resolve, TCP connect, TLS handshake, pin check.
-  awaitable<Result<std::unique_ptr<Conn>>> connect() {
-    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
-    auto conn = std::make_unique<Conn>(io.get_executor(), tls);
-    auto& socket = beast::get_lowest_layer(conn->stream);
+  std::chrono::milliseconds options_timeout() const { return options.connect_timeout; }
 
+  awaitable<Result<transport::net::TlsStream>> connect_tls() {
+    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
     std::vector<tcp::endpoint> endpoints;
     boost::system::error_code ec;
     if (const auto address = asio::ip::make_address(dial_host, ec); !ec) {
@@ -325,6 +333,7 @@ struct HttpsLink::Core {
       for (const auto& entry : results) endpoints.push_back(entry.endpoint());
     }
 
+    beast::tcp_stream socket(io.get_executor());
     socket.expires_at(deadline);
     auto [cec, endpoint] = co_await socket.async_connect(endpoints, kTuple);
     (void)endpoint;
@@ -332,21 +341,18 @@ struct HttpsLink::Core {
     opened.fetch_add(1, std::memory_order_relaxed);
     boost::system::error_code ignored;
     socket.socket().set_option(tcp::no_delay(true), ignored);
+    transport::net::TlsStream stream(socket.release_socket(), *tls, ssl::stream_base::client);
 
-    // SSL_set_tlsext_host_name, without the macro's C cast.
-    if (sni && SSL_ctrl(conn->stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                        const_cast<char*>(invite.host.c_str())) != 1) {
-      co_return Errc::unreachable;
-    }
-    socket.expires_at(deadline);
-    auto [hec] = co_await conn->stream.async_handshake(ssl::stream_base::client, kTuple);
+    if (!transport::net::set_server_name(stream.native_handle(), invite.host)) co_return Errc::unreachable;
+    beast::get_lowest_layer(stream).expires_at(deadline);
+    auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, kTuple);
     if (hec) co_return io_error(hec);
-    if (!check_pin(conn->stream)) {
-      socket.close();
+    if (!transport::net::peer_key_matches(stream.native_handle(), invite.pin)) {
+      beast::get_lowest_layer(stream).close();
       co_return Errc::pin_mismatch;
     }
-    socket.expires_never();
-    co_return std::move(conn);
+    beast::get_lowest_layer(stream).expires_never();
+    co_return std::move(stream);
   }
 
   std::unique_ptr<Conn> take_idle() {

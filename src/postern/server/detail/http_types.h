@@ -16,7 +16,8 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
-#include "postern/server/detail/tls_stream.h"
+#include "postern/transport/net/any_stream.h"
+#include "postern/transport/net/tls_stream.h"
 
 namespace postern::server::detail {
 
@@ -24,9 +25,11 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-// Our own TLS stream over OpenSSL (detail/tls_stream.h), not beast::ssl_stream: Asio's SSL stream
+// Our own TLS stream over OpenSSL (transport/net/tls_stream.h), not beast::ssl_stream: Asio's SSL stream
 // keeps four 17 KiB buffers per connection, about 68 KiB for every idle WebSocket.
-using Stream = TlsStream;
+using TlsStream = transport::net::TlsStream;
+// Every session runs over AnyStream: TLS straight to the client, or the inner channel.
+using Stream = transport::net::AnyStream;
 // A request whose header has been read and whose body (if any) has not: the session reads the
 // header with this parser, then hands it (converted to the body type it needs) to the handler.
 using HeaderParser = http::request_parser<http::empty_body>;

@@ -1,6 +1,6 @@
-// TlsStream (src/postern/server/detail/tls_stream.h) against asio::ssl::stream as the reference
+// TlsStream (src/postern/transport/net/tls_stream.h) against asio::ssl::stream as the reference
 // peer, in-process on 127.0.0.1.
-#include "postern/server/detail/tls_stream.h"
+#include "postern/transport/net/tls_stream.h"
 
 #include <malloc.h>
 #include <poll.h>
@@ -53,7 +53,7 @@ using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
 using boost::system::error_code;
-using postern::server::detail::TlsStream;
+using postern::transport::net::TlsStream;
 using ClientStream = ssl::stream<tcp::socket>;
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 

@@ -1,5 +1,5 @@
 // See tls_stream.h.
-#include "postern/server/detail/tls_stream.h"
+#include "postern/transport/net/tls_stream.h"
 
 #include <algorithm>
 #include <cstring>
@@ -13,7 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-namespace postern::server::detail {
+namespace postern::transport::net {
 
 namespace tls_detail {
 
@@ -267,4 +267,4 @@ void teardown(boost::beast::role_type role, TlsStream& stream, boost::system::er
   teardown(role, stream.next_layer().socket(), ec);
 }
 
-}  // namespace postern::server::detail
+}  // namespace postern::transport::net

@@ -46,7 +46,7 @@
 
 typedef struct ssl_st SSL;
 
-namespace postern::server::detail {
+namespace postern::transport::net {
 
 namespace tls_detail {
 
@@ -452,4 +452,4 @@ void async_teardown(boost::beast::role_type role, TlsStream& stream, TeardownHan
       tls_detail::TeardownOp<TlsStream>(stream, role), handler, stream);
 }
 
-}  // namespace postern::server::detail
+}  // namespace postern::transport::net
