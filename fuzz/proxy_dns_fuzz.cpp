@@ -4,13 +4,16 @@
 // that is announced must frame a reply that parses, and a parsed HTTP head lies within the input.
 // The DNS parse uses the message's own id so the fuzzer reaches past the id check without help.
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <string_view>
 #include <system_error>
 
 #include "invariant.h"
 #include "postern/transport/dns_message.h"
 #include "postern/transport/errors.h"
 #include "postern/transport/proxy_handshake.h"
+#include "postern/transport/upgrade.h"
 
 namespace {
 
@@ -64,10 +67,22 @@ void dns_messages(ByteView in) {
 
 }  // namespace
 
+// The inner channel's upgrade answer (transport/upgrade.h), read by the client and by relays
+// from whatever sits at the other end: it must parse or be refused, and a head it accepts lies
+// inside the input.
+static void upgrade_reply(postern::ByteView in) {
+  namespace upgrade = postern::transport::upgrade;
+  auto head = upgrade::parse_response_head(in);
+  if (head && *head && (*head)->head_size > in.size()) postern::fuzz::fail("upgrade head larger than the input");
+  const std::string_view text(reinterpret_cast<const char*>(in.data()), std::min<std::size_t>(in.size(), 64));
+  (void)upgrade::parse_http_date(text);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const ByteView in(data, size);
   socks5_replies(in);
   http_reply(in);
   dns_messages(in);
+  upgrade_reply(in);
   return 0;
 }

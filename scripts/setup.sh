@@ -13,6 +13,10 @@ PACKAGES=(
   libsignal-protocol-c-dev nlohmann-json3-dev
   libsqlite3-dev libboost1.81-dev libtomlplusplus-dev libcli11-dev libspdlog-dev
   libstb-dev libqrencode-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
+  # Test and benchmark peers of the transport (issue 5): stock nginx is the reference the
+  # camouflage front is compared with, HAProxy the relay benchmark's peer, microsocks the SOCKS5
+  # proxy of the path tests. Tests start and stop their own instances.
+  nginx haproxy microsocks
 )
 
 missing=()
@@ -28,6 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
+  # Installing nginx or haproxy must not start system services on this machine (the tests run
+  # their own instances on loopback): a policy-rc.d that forbids starts, for this install only.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"

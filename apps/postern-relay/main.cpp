@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -133,6 +134,15 @@ int run(int argc, char** argv) {
   app.add_option("--rate-kib", rate_kib, "KiB/s per connection, both directions together (0: unlimited)");
   app.add_option("--total-rate-kib", total_rate_kib, "KiB/s for the whole relay (0: unlimited)");
   app.add_flag("--log-addresses", log_addresses, "log client addresses (off by default)");
+  // nginx's timeouts, which the front copies (defaults: nginx's); tests shorten them for nginx and
+  // the relay alike.
+  std::int64_t header_timeout_ms = 60'000, keepalive_timeout_ms = 75'000, lingering_timeout_ms = 5'000;
+  app.add_option("--client-header-timeout-ms", header_timeout_ms, "nginx's client_header_timeout")
+      ->check(CLI::Range(1, 3'600'000));
+  app.add_option("--keepalive-timeout-ms", keepalive_timeout_ms, "nginx's keepalive_timeout")
+      ->check(CLI::Range(1, 3'600'000));
+  app.add_option("--lingering-timeout-ms", lingering_timeout_ms, "nginx's lingering_timeout")
+      ->check(CLI::Range(1, 3'600'000));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -182,7 +192,11 @@ int run(int argc, char** argv) {
   if (!front_tls) die("loading the certificate and key", front_tls.error());
   auto upstream_tls = transport::net::make_relay_client_tls_context();
   const std::string site_root = site_dir.empty() ? std::string(POSTERN_SHARE_DIR) + "/site" : site_dir;
-  auto site = transport::site::Site::open(site_root);
+  transport::site::NginxLimits nginx;
+  nginx.client_header_timeout = std::chrono::milliseconds(header_timeout_ms);
+  nginx.keepalive_timeout = std::chrono::milliseconds(keepalive_timeout_ms);
+  nginx.lingering_timeout = std::chrono::milliseconds(lingering_timeout_ms);
+  auto site = transport::site::Site::open(site_root, nginx);
   if (!site) die("the camouflage site " + site_root, site.error());
 
   asio::io_context io(2);

@@ -197,6 +197,7 @@ int run(int argc, char** argv) {
     front_config.front.replay = replay.get();
     front_config.front.window_seconds = config.front.token_window_s;
     front_config.front.open_api = config.front.open_api;
+    front_config.front.counters = &front_config.counters;
     front_config.inner.static_key = &*noise_key;
     front_config.inner.shaping = transport::inner::ShapingPolicy::defaults();
     front_config.inner.shaping.enabled = config.front.shaping;
@@ -213,7 +214,10 @@ int run(int argc, char** argv) {
   auto bound = server.listen(config.listen);
   if (!bound) die("listening on " + format_host_port(config.listen.host, config.listen.port), bound.error());
   const auto started = std::chrono::steady_clock::now();
-  AdminServer admin(io, [&api, &server, started] { return render_server_metrics(api, server, started); });
+  const transport::net::FrontCounters* front_counters = config.front.enabled ? &front_config.counters : nullptr;
+  AdminServer admin(io, [&api, &server, started, front_counters] {
+    return render_server_metrics(api, server, started, front_counters);
+  });
   auto admin_bound = admin.listen(config.admin_listen);
   if (!admin_bound) {
     const std::string at = format_host_port(config.admin_listen.host, config.admin_listen.port);

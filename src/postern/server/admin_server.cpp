@@ -167,13 +167,32 @@ struct AdminServer::Impl : std::enable_shared_from_this<AdminServer::Impl> {
 };
 
 std::string render_server_metrics(Api& api, const HttpServer& server,
-                                  std::chrono::steady_clock::time_point started) {
+                                  std::chrono::steady_clock::time_point started,
+                                  const transport::net::FrontCounters* front) {
   const auto commits = api.group_commit_stats();
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const auto d = [](auto v) { return static_cast<double>(v); };
+  const auto f = [front](std::atomic<std::uint64_t> transport::net::FrontCounters::*field) {
+    return front == nullptr ? 0.0 : static_cast<double>((front->*field).load(std::memory_order_relaxed));
+  };
+  using FC = transport::net::FrontCounters;
   return render_prometheus(
       api.metrics(),
       {
+          {"postern_front_connections_total", "Connections accepted by the camouflage front.", true,
+           f(&FC::connections), ""},
+          {"postern_front_site_requests_total", "Requests answered by the camouflage web site.", true,
+           f(&FC::site_requests), ""},
+          {"postern_front_plain_http_total", "Connections that sent plain HTTP to the TLS port.", true,
+           f(&FC::plain_http), ""},
+          {"postern_front_tls_handshake_failures_total", "TLS handshakes that failed at the front.", true,
+           f(&FC::tls_handshake_failures), ""},
+          {"postern_front_tunnels_total", "Inner-channel tunnels opened (valid first-request tokens).", true,
+           f(&FC::tunnels), ""},
+          {"postern_front_tokens_refused_total", "Tunnel requests whose token was invalid or out of its window.",
+           true, f(&FC::tokens_refused), ""},
+          {"postern_front_tokens_replayed_total", "Tunnel requests whose valid token had been used before.", true,
+           f(&FC::tokens_replayed), ""},
           {"postern_connections", "Connections open on the TLS listener (HTTP and WebSocket).", false,
            d(server.active_connections()), ""},
           {"postern_group_commit_rounds_total", "Group commit transactions (rounds) made.", true,

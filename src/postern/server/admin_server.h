@@ -11,6 +11,8 @@
 // connection, idle or not (a scrape is cheap to repeat).
 #pragma once
 
+#include "postern/transport/net/front.h"
+
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
@@ -30,7 +32,8 @@ class HttpServer;
 // TLS listener, the group commit statistics, the process's resident memory and open descriptors,
 // the uptime since `started` and postern_build_info{version="..."}.
 std::string render_server_metrics(Api& api, const HttpServer& server,
-                                  std::chrono::steady_clock::time_point started);
+                                  std::chrono::steady_clock::time_point started,
+                                  const transport::net::FrontCounters* front = nullptr);
 
 class AdminServer {
  public:

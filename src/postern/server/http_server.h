@@ -41,6 +41,7 @@ class DeliveryHub;
 struct FrontConfig {
   transport::net::FrontSettings front;
   transport::net::InnerServerOptions inner;
+  transport::net::FrontCounters counters;  // front.counters points here (for /metrics)
 };
 
 class HttpServer {

@@ -82,6 +82,7 @@ struct Connection {
   Bytes in;  // bytes read and not yet consumed
   unsigned requests = 0;
   site::RequestHead tunnel_head;
+  site::Listener listener;  // this connection's local address and port (nginx's redirects name them)
 };
 
 // Reads more bytes into c.in. false: the peer closed, the read failed or timed out.
@@ -243,7 +244,7 @@ awaitable<Step> serve(Stream& s, Connection& c, bool plain) {
         co_await close_connection(s, false);
         co_return Step::closed;
       }
-      const site::Response r = site.error_response(parsed.error_status, plain, now);
+      const site::Response r = site.error_response(parsed, plain, now);
       bump(c.settings.counters, &FrontCounters::site_requests);
       if (!co_await send_response(s, r, c.limits)) {
         co_await close_connection(s, false);
@@ -266,7 +267,7 @@ awaitable<Step> serve(Stream& s, Connection& c, bool plain) {
       }
       if (c.requests == 1 && c.settings.open_api && head.path.starts_with("/v1/")) co_return Step::open_api;
     }
-    const site::Response r = site.respond(head, plain, now, c.requests);
+    const site::Response r = site.respond(head, plain, now, c.requests, c.listener);
     bump(c.settings.counters, &FrontCounters::site_requests);
     c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(head.head_size));
     if (!co_await send_response(s, r, c.limits)) {
@@ -301,7 +302,16 @@ awaitable<FrontResult> run_front(tcp::socket socket, asio::ssl::context& tls, co
   FrontResult result;
   bump(settings.counters, &FrontCounters::connections);
   const site::NginxLimits& limits = settings.site->limits();
-  Connection c{settings, limits, {}, 0, {}};
+  Connection c{settings, limits, {}, 0, {}, {}};
+  {
+    error_code ec;
+    const auto local = socket.local_endpoint(ec);
+    if (!ec) {
+      c.listener.local_address =
+          local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string();
+      c.listener.port = local.port();
+    }
+  }
 
   // nginx peeks at the first byte to choose between TLS and plain HTTP, within
   // client_header_timeout of the accept.
@@ -327,6 +337,7 @@ awaitable<FrontResult> run_front(tcp::socket socket, asio::ssl::context& tls, co
 
   if (!site::first_byte_is_tls(first[0])) {
     bump(settings.counters, &FrontCounters::plain_http);
+    c.listener.tls = false;
     beast::tcp_stream plain(std::move(socket));
     (void)co_await serve(plain, c, true);
     co_return result;
