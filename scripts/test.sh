@@ -39,7 +39,8 @@ fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; }
 bench() {
   ./build/release/bench/postern-bench --quick &&
     ./build/release/bench/postern-loadbench --quick &&
-    ./build/release/bench/postern-clientbench --quick
+    ./build/release/bench/postern-clientbench --quick &&
+    ./build/release/bench/postern-relaybench --quick
 }
 
 stage "release build, unit and interop tests" release

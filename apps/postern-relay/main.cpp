@@ -22,7 +22,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -199,7 +198,9 @@ int run(int argc, char** argv) {
   auto site = transport::site::Site::open(site_root, nginx);
   if (!site) die("the camouflage site " + site_root, site.error());
 
-  asio::io_context io(2);
+  // One io thread: forwarding is cheap next to TLS, and a single thread avoids the lock and
+  // wake-up traffic of two threads sharing one io_context (bench: postern-relaybench).
+  asio::io_context io(1);
   transport::net::RelayCounters counters;
   std::optional<transport::net::ByteRateLimiter> total_limit;
   if (total_rate_kib > 0) total_limit.emplace(static_cast<std::uint64_t>(total_rate_kib * 1024));
@@ -257,9 +258,7 @@ int run(int argc, char** argv) {
   std::fflush(stdout);
   crypto::wipe(link.data(), link.size());
 
-  std::thread second([&io] { io.run(); });
   io.run();
-  second.join();
   return 0;
 }
 

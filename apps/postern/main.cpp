@@ -15,18 +15,25 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "postern/client/messenger.h"
 #include "postern/client/net/https_link.h"
+#include "postern/client/net/path_link.h"
 #include "postern/client/profile_config.h"
 #include "postern/client/qr.h"
 #include "postern/crypto/random.h"
 #include "postern/util/clock.h"
 #include "daemon.h"
+#include "doctor_cli.h"
 #include "terminal.h"
 #include "views.h"
 
@@ -47,7 +54,40 @@ struct Globals {
   bool json_output = false;
   std::string passphrase_file;
   std::string device_name;
+  std::string proxy;  // --proxy / POSTERN_PROXY, for this run only
 };
+
+// The paths to the server (docs/paths.md): the proxy of this run, the relays stored in the
+// profile's sealed settings, and the path that worked last. The link factory reads it when the
+// messenger first needs the network (after the command line and the profile were read).
+constexpr std::string_view kRelaysSetting = "paths.relays";        // relay links, one a line (they hold secrets)
+constexpr std::string_view kPreferredSetting = "paths.preferred";  // "relay HOST:PORT" / "direct HOST:PORT"
+
+struct PathConfig {
+  std::mutex mutex;
+  std::optional<net::ProxyConfig> proxy;
+  std::vector<Invite> relays;
+  std::optional<std::string> preferred;
+  std::optional<std::string> switched_to;  // a path that worked after another: stored at exit
+};
+
+std::vector<Invite> parse_relay_lines(const std::string& text) {
+  std::vector<Invite> relays;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto parsed = parse_invite(line);
+    if (parsed.ok() && parsed->relay) relays.push_back(*parsed);
+  }
+  return relays;
+}
+
+std::string relay_lines(const std::vector<Invite>& relays) {
+  std::string text;
+  for (const auto& r : relays) text += r.to_string() + "\n";
+  return text;
+}
 
 std::string default_profile() {
   if (const char* env = std::getenv("POSTERN_PROFILE"); env != nullptr && *env != '\0') return env;
@@ -91,11 +131,29 @@ void print_event(const Globals& g, const Event& e) {
   }
 }
 
-std::unique_ptr<Messenger> open_messenger(const Globals& g, crypto::Rng& rng, const Clock& clock, Failure& failure) {
+std::unique_ptr<Messenger> open_messenger(const Globals& g, crypto::Rng& rng, const Clock& clock, Failure& failure,
+                                          std::shared_ptr<PathConfig> paths) {
   MessengerConfig config;
   config.profile_dir = g.profile;
-  config.link_factory = [](const Invite& invite) -> Result<std::unique_ptr<ServerLink>> {
-    return std::unique_ptr<ServerLink>(std::make_unique<net::HttpsLink>(invite));
+  // One HttpsLink when the profile has no relays; else a MultiPathLink over direct + relays
+  // (path_link.h), which also reopens a delivery socket whose path died. Both honour --proxy.
+  config.link_factory = [paths](const Invite& invite) -> Result<std::unique_ptr<ServerLink>> {
+    std::lock_guard lock(paths->mutex);
+    net::HttpsLinkOptions options;
+    options.proxy = paths->proxy;
+    std::vector<Invite> relays;
+    for (const auto& r : paths->relays)
+      if (invite.server_key && r.server_key == invite.server_key && r.to_string() != invite.to_string()) relays.push_back(r);
+    if (relays.empty()) return std::unique_ptr<ServerLink>(std::make_unique<net::HttpsLink>(invite, options));
+    net::MultiPathOptions multi;
+    multi.preferred = paths->preferred;
+    multi.on_switch = [weak = std::weak_ptr<PathConfig>(paths)](const std::string& key) {
+      if (auto p = weak.lock()) {
+        std::lock_guard inner(p->mutex);
+        p->switched_to = key;
+      }
+    };
+    return std::unique_ptr<ServerLink>(net::make_multi_path_link(invite, relays, options, std::move(multi)));
   };
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -232,6 +290,21 @@ int main(int argc, char** argv) {
   app.add_flag("--json", g.json_output, "print one JSON object per line");
   app.add_option("--passphrase-file", g.passphrase_file, "encrypt the profile under the passphrase in this file (default: a key file in the profile; also POSTERN_PASSPHRASE)");
   app.add_option("--device-name", g.device_name, "this device's name at login (default: the host name)");
+  app.add_option("--proxy", g.proxy, "connect through this proxy for this run: socks5://[USER:PASS@]HOST:PORT or http://[USER:PASS@]HOST:PORT (docs/paths.md)")
+      ->envname("POSTERN_PROXY");
+
+  std::string relay_arg;
+  auto* relays_cmd = app.add_subcommand("relays", "other paths to the server: relays (docs/paths.md)");
+  relays_cmd->require_subcommand(1);
+  auto* relays_add = relays_cmd->add_subcommand("add", "add a relay's share link (postern://relay@...)");
+  relays_add->add_option("LINK", relay_arg, "the link, or a file holding it")->required();
+  auto* relays_list = relays_cmd->add_subcommand("list", "list the relays (HOST:PORT; never their secrets)");
+  auto* relays_remove = relays_cmd->add_subcommand("remove", "remove a relay");
+  relays_remove->add_option("HOST:PORT", relay_arg)->required();
+
+  app::DoctorArgs doctor_args;
+  auto* doctor_cmd = app.add_subcommand("doctor", "check every path to the server and say what is blocked (docs/doctor.md)");
+  app::add_doctor_options(*doctor_cmd, doctor_args);
 
   std::string invite_arg;
   auto* join = app.add_subcommand("join", "store the server from an invite link (or a file holding one)");
@@ -343,11 +416,41 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto paths = std::make_shared<PathConfig>();
+  if (!g.proxy.empty()) {
+    auto proxy = net::parse_proxy_url(g.proxy);
+    if (!proxy.ok()) {
+      std::cerr << "postern: --proxy: " << net::explain_proxy_url_error(g.proxy) << "\n";
+      return 2;
+    }
+    paths->proxy = *proxy;
+  }
+
   crypto::SystemRng rng;
   SystemClock clock;
   Failure failure;
-  auto m = open_messenger(g, rng, clock, failure);
+  auto m = open_messenger(g, rng, clock, failure, paths);
   if (!m) return report(g, failure);
+  {
+    auto stored = m->store().setting_text(kRelaysSetting);
+    auto preferred = m->store().setting_text(kPreferredSetting);
+    std::lock_guard lock(paths->mutex);
+    if (stored.ok() && *stored) paths->relays = parse_relay_lines(**stored);
+    if (preferred.ok() && *preferred) paths->preferred = **preferred;
+  }
+  // The path that worked last is remembered for the next run (sealed, like the relays).
+  struct RememberPath {
+    Messenger& m;
+    std::shared_ptr<PathConfig> paths;
+    ~RememberPath() {
+      std::optional<std::string> key;
+      {
+        std::lock_guard lock(paths->mutex);
+        key = paths->switched_to;
+      }
+      if (key) (void)m.store().set_setting_text(kPreferredSetting, *key);
+    }
+  } remember{*m, paths};
 
   auto done = [&](const json& j, const std::string& human) {
     if (g.json_output) {
@@ -360,6 +463,71 @@ int main(int argc, char** argv) {
     return 0;
   };
 
+  if (relays_add->parsed() || relays_list->parsed() || relays_remove->parsed()) {
+    std::vector<Invite> relays;
+    {
+      std::lock_guard lock(paths->mutex);
+      relays = paths->relays;
+    }
+    if (relays_list->parsed()) {
+      for (const auto& r : relays) {
+        if (g.json_output) {
+          print_json({{"relay", net::host_port(r)}, {"host", r.host}, {"port", r.port}});
+        } else {
+          print_line(net::host_port(r));
+        }
+      }
+      return 0;
+    }
+    auto store_relays = [&](const std::vector<Invite>& list) -> int {
+      auto s = list.empty() ? m->store().delete_setting(kRelaysSetting) : m->store().set_setting_text(kRelaysSetting, relay_lines(list));
+      if (!s.ok()) return report(g, Failure::from(s.error(), "cannot store the relays in the profile"));
+      return 0;
+    };
+    if (relays_remove->parsed()) {
+      const auto before = relays.size();
+      std::erase_if(relays, [&](const Invite& r) { return net::host_port(r) == relay_arg; });
+      if (relays.size() == before)
+        return report(g, Failure::from(make_error_code(Errc::invalid_argument), "no relay " + relay_arg + " (see `postern relays list`)"));
+      if (int code = store_relays(relays); code != 0) return code;
+      return done({{"removed", relay_arg}}, "removed relay " + relay_arg);
+    }
+    std::string link = relay_arg;
+    std::error_code fec;
+    if (!link.starts_with("postern://") && std::filesystem::is_regular_file(link, fec)) {
+      std::ifstream in(link);
+      std::getline(in, link);
+    }
+    auto parsed = parse_invite(link);
+    if (!parsed.ok())
+      return report(g, Failure::from(make_error_code(Errc::bad_invite), "invalid relay link: " + explain_invite_error(link)));
+    if (!parsed->relay)
+      return report(g, Failure::from(make_error_code(Errc::bad_invite),
+                                     "this is a server invite, not a relay link (postern://relay@HOST:PORT?...)"));
+    const auto server = m->invite();
+    if (!server) return report(g, Failure::from(make_error_code(Errc::not_registered), "no server yet: run `postern join INVITE` first"));
+    if (!server->server_key)
+      return report(g, Failure::from(make_error_code(Errc::not_allowed),
+                                     "the joined invite has no key=: relays need a server with the inner channel"));
+    if (parsed->server_key != server->server_key)
+      return report(g, Failure::from(make_error_code(Errc::not_allowed), "this relay leads to another server (its key= is not your server's key)"));
+    const std::string name = net::host_port(*parsed);
+    std::erase_if(relays, [&](const Invite& r) { return net::host_port(r) == name; });  // a new link for the same relay replaces the old
+    relays.push_back(*parsed);
+    if (int code = store_relays(relays); code != 0) return code;
+    return done({{"relay", name}, {"relays", relays.size()}}, "added relay " + name);
+  }
+  if (doctor_cmd->parsed()) {
+    const auto server = m->invite();
+    if (!server) return report(g, Failure::from(make_error_code(Errc::not_registered), "no server yet: run `postern join INVITE` first"));
+    std::vector<Invite> relays;
+    {
+      std::lock_guard lock(paths->mutex);
+      for (const auto& r : paths->relays)
+        if (server->server_key && r.server_key == server->server_key && r.to_string() != server->to_string()) relays.push_back(r);
+    }
+    return app::run_doctor_command(*server, relays, doctor_args, g.json_output);
+  }
   if (join->parsed()) {
     std::string link = invite_arg;
     std::error_code ec;

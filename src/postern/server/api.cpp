@@ -391,7 +391,7 @@ std::string_view Api::route_name(std::string_view target) {
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{account_id}";
   if (path == "/v1/messages/ack") return "/v1/messages/ack";
   if (path.starts_with("/v1/messages/")) return "/v1/messages/{id}";
-  for (std::string_view known : {"/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices",
+  for (std::string_view known : {"/v1/ping", "/v1/challenge", "/v1/accounts", "/v1/sessions", "/v1/sessions/current", "/v1/devices",
                                  "/v1/keys", "/v1/directory", "/v1/account", "/v1/account/password",
                                  "/v1/messages"}) {
     if (path == known) return known;
@@ -407,6 +407,12 @@ ApiResponse Api::handle(const ApiRequest& request) {
     r.headers.emplace_back("Allow", std::string(allow));
     return r;
   };
+  // An unauthenticated echo with the server's clock: `postern doctor` checks a path end to end
+  // with it (through the inner channel) and shows the clock difference. Nothing is stored.
+  if (path == "/v1/ping") {
+    if (m != "GET") return method_not_allowed("GET");
+    return json_response(200, json{{"pong", true}, {"time_ms", clock_.now_ms()}});
+  }
   if (path == "/v1/challenge") return m == "POST" ? post_challenge(request) : method_not_allowed("POST");
   if (path == "/v1/accounts") return m == "POST" ? post_account(request) : method_not_allowed("POST");
   if (path == "/v1/sessions") return m == "POST" ? post_session(request) : method_not_allowed("POST");

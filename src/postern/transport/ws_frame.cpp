@@ -5,6 +5,8 @@
 // Text frames parse (they are valid RFC 6455); the record reader refuses them.
 #include "postern/transport/ws_frame.h"
 
+#include <cstring>
+
 #include "postern/transport/errors.h"
 
 namespace postern::transport::ws {
@@ -113,9 +115,21 @@ std::size_t write_frame_header(std::array<std::uint8_t, kMaxHeaderSize>& out, Op
 
 void apply_mask(MutableByteView data, const std::array<std::uint8_t, 4>& mask,
                 std::uint64_t offset) noexcept {
-  // 5.3: octet i of the payload is XORed with mask[i mod 4].
+  // 5.3: octet i of the payload is XORed with mask[i mod 4]. Eight bytes at a time in the
+  // middle (the key repeated, rotated to the start offset): masking is on every client byte.
   const std::size_t start = static_cast<std::size_t>(offset & 3);
-  for (std::size_t i = 0; i < data.size(); ++i) data[i] ^= mask[(start + i) & 3];
+  std::size_t i = 0;
+  std::array<std::uint8_t, 8> key8{};
+  for (std::size_t k = 0; k < 8; ++k) key8[k] = mask[(start + k) & 3];
+  std::uint64_t word_key = 0;
+  std::memcpy(&word_key, key8.data(), 8);
+  for (; i + 8 <= data.size(); i += 8) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, data.data() + i, 8);
+    w ^= word_key;
+    std::memcpy(data.data() + i, &w, 8);
+  }
+  for (; i < data.size(); ++i) data[i] ^= mask[(start + i) & 3];
 }
 
 void append_frame(Bytes& out, Opcode opcode, ByteView payload, Role role, crypto::Rng& rng) {

@@ -7,12 +7,14 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <future>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -25,6 +27,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -49,6 +52,7 @@
 #include "postern/transport/net/inner_stream.h"
 #include "postern/transport/net/tls_client.h"
 #include "postern/transport/net/tls_stream.h"
+#include "postern/transport/proxy_handshake.h"
 
 namespace postern::client::net {
 
@@ -313,12 +317,13 @@ struct HttpsLink::Core {
 
   std::chrono::milliseconds options_timeout() const { return options.connect_timeout; }
 
-  awaitable<Result<transport::net::TlsStream>> connect_tls() {
-    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+  // Resolves (unless numeric) and connects to host:port before the deadline.
+  awaitable<Status> tcp_connect(beast::tcp_stream& socket, const std::string& host, std::uint16_t port,
+                                std::chrono::steady_clock::time_point deadline) {
     std::vector<tcp::endpoint> endpoints;
     boost::system::error_code ec;
-    if (const auto address = asio::ip::make_address(dial_host, ec); !ec) {
-      endpoints.emplace_back(address, dial_port);
+    if (const auto address = asio::ip::make_address(host, ec); !ec) {
+      endpoints.emplace_back(address, port);
     } else {
       tcp::resolver resolver(io);
       asio::steady_timer guard(io);
@@ -327,20 +332,104 @@ struct HttpsLink::Core {
         if (!wait_ec) resolver.cancel();
       };
       guard.async_wait(on_expiry);
-      auto [rec, results] = co_await resolver.async_resolve(dial_host, std::to_string(dial_port), kTuple);
+      auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
       guard.cancel();
       if (rec || results.empty()) co_return Errc::unreachable;
       for (const auto& entry : results) endpoints.push_back(entry.endpoint());
     }
-
-    beast::tcp_stream socket(io.get_executor());
     socket.expires_at(deadline);
     auto [cec, endpoint] = co_await socket.async_connect(endpoints, kTuple);
     (void)endpoint;
     if (cec) co_return Errc::unreachable;
+    co_return Status{};
+  }
+
+  // Reads exactly out.size() bytes (the deadline is already set on the socket).
+  static awaitable<Status> read_exact(beast::tcp_stream& socket, std::span<std::uint8_t> out) {
+    auto [ec, n] = co_await asio::async_read(socket, asio::buffer(out.data(), out.size()), kTuple);
+    (void)n;
+    if (ec) co_return ec == beast::error::timeout ? Errc::timeout : Errc::unreachable;
+    co_return Status{};
+  }
+  static awaitable<Status> write_all(beast::tcp_stream& socket, ByteView data) {
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(data.data(), data.size()), kTuple);
+    (void)n;
+    if (ec) co_return ec == beast::error::timeout ? Errc::timeout : Errc::unreachable;
+    co_return Status{};
+  }
+
+  // The proxy's handshake on a connected socket: afterwards the socket is a byte pipe to
+  // dial_host:dial_port (the name travels to the proxy; nothing is resolved here). A refusal or a
+  // malformed answer is Errc::unreachable: this path does not reach the server.
+  awaitable<Status> proxy_handshake(beast::tcp_stream& socket) {
+    const ProxyConfig& proxy = *options.proxy;
+    if (proxy.kind == ProxyConfig::Kind::socks5) {
+      namespace s5 = transport::socks5;
+      const bool with_credentials = proxy.credentials.has_value();
+      const Bytes greeting = s5::greeting(with_credentials);
+      if (auto w = co_await write_all(socket, ByteView(greeting)); !w) co_return w;
+      std::array<std::uint8_t, 2> choice{};
+      if (auto r = co_await read_exact(socket, choice); !r) co_return r;
+      auto method = s5::parse_method_choice(ByteView(choice.data(), choice.size()), with_credentials);
+      if (!method) co_return Errc::unreachable;
+      if (*method == 0x02) {
+        auto request = s5::credentials_request(*proxy.credentials);
+        if (!request) co_return Errc::invalid_argument;
+        auto w = co_await write_all(socket, ByteView(*request));
+        crypto::wipe(request->data(), request->size());
+        if (!w) co_return w;
+        std::array<std::uint8_t, 2> reply{};
+        if (auto r = co_await read_exact(socket, reply); !r) co_return r;
+        if (!s5::parse_credentials_reply(ByteView(reply.data(), reply.size()))) co_return Errc::unreachable;
+      }
+      auto request = s5::connect_request(dial_host, dial_port);
+      if (!request) co_return Errc::invalid_argument;
+      if (auto w = co_await write_all(socket, ByteView(*request)); !w) co_return w;
+      Bytes reply(5);
+      if (auto r = co_await read_exact(socket, reply); !r) co_return r;
+      auto size = s5::connect_reply_size(ByteView(reply));
+      if (!size || !*size || **size < reply.size()) co_return Errc::unreachable;
+      const std::size_t have = reply.size();
+      reply.resize(**size);
+      if (auto r = co_await read_exact(socket, std::span<std::uint8_t>(reply.data() + have, reply.size() - have)); !r)
+        co_return r;
+      if (!s5::parse_connect_reply(ByteView(reply))) co_return Errc::unreachable;
+      co_return Status{};
+    }
+    std::string request = transport::http_connect::request(dial_host, dial_port, proxy.credentials);
+    auto w = co_await write_all(socket, ByteView(reinterpret_cast<const std::uint8_t*>(request.data()), request.size()));
+    crypto::wipe(request.data(), request.size());
+    if (!w) co_return w;
+    // Byte by byte: nothing past the blank line may be consumed (the TLS server speaks only after
+    // our ClientHello, so nothing should follow it anyway). The head is small.
+    Bytes head;
+    for (;;) {
+      std::array<std::uint8_t, 1> byte{};
+      if (auto r = co_await read_exact(socket, byte); !r) co_return r;
+      head.push_back(byte[0]);
+      auto reply = transport::http_connect::parse_reply(ByteView(head));
+      if (!reply) co_return Errc::unreachable;
+      if (!*reply) continue;
+      if ((*reply)->status / 100 != 2) co_return Errc::unreachable;
+      co_return Status{};
+    }
+  }
+
+  awaitable<Result<transport::net::TlsStream>> connect_tls() {
+    const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+    beast::tcp_stream socket(io.get_executor());
+    if (options.proxy) {
+      if (auto c = co_await tcp_connect(socket, options.proxy->host, options.proxy->port, deadline); !c) co_return c.error();
+    } else {
+      if (auto c = co_await tcp_connect(socket, dial_host, dial_port, deadline); !c) co_return c.error();
+    }
     opened.fetch_add(1, std::memory_order_relaxed);
     boost::system::error_code ignored;
     socket.socket().set_option(tcp::no_delay(true), ignored);
+    if (options.proxy) {
+      socket.expires_at(deadline);
+      if (auto h = co_await proxy_handshake(socket); !h) co_return h.error();
+    }
     transport::net::TlsStream stream(socket.release_socket(), *tls, ssl::stream_base::client);
 
     if (!transport::net::set_server_name(stream.native_handle(), invite.host)) co_return Errc::unreachable;
@@ -532,8 +621,15 @@ struct HttpsLink::Core {
     beast::get_lowest_layer(ws).expires_never();  // the WebSocket keeps its own timeouts
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = options.connect_timeout;
-    timeouts.idle_timeout = websocket::stream_base::none();
-    timeouts.keep_alive_pings = false;
+    if (options.delivery_idle_timeout.count() > 0) {
+      // Beast pings after half the idle time without a frame and fails the read (timeout) when
+      // the whole idle time passes without one: a black-holed path ends within it.
+      timeouts.idle_timeout = options.delivery_idle_timeout;
+      timeouts.keep_alive_pings = true;
+    } else {
+      timeouts.idle_timeout = websocket::stream_base::none();
+      timeouts.keep_alive_pings = false;
+    }
     ws.set_option(timeouts);
     ws.read_message_max(kMaxDeliveryMessageBytes);
     ws.binary(true);
@@ -647,9 +743,27 @@ Result<std::unique_ptr<DeliverySocket>> HttpsLink::open_delivery(std::string_vie
 }
 
 std::string HttpsLink::describe() const {
-  std::string text = "direct " + bracket(core_->dial_host) + ":" + std::to_string(core_->dial_port);
+  std::string text = (core_->invite.relay ? "relay " : "direct ") + bracket(core_->dial_host) + ":" + std::to_string(core_->dial_port);
   if (core_->options.connect_host || core_->options.connect_port) text += " (for " + core_->host_header + ")";
+  if (core_->options.proxy) text += " via " + core_->options.proxy->describe();
   return text;
+}
+
+Status HttpsLink::prepare() {
+  if (core_->on_io_thread()) return Errc::invalid_argument;
+  auto op = [](std::shared_ptr<Core> core) -> awaitable<Result<bool>> {
+    auto conn = co_await core->connect();
+    if (!conn) co_return conn.error();
+    core->put_idle(std::move(*conn));
+    co_return true;
+  };
+  auto done = core_->run<bool>(op(core_));
+  if (!done) return done.error();
+  return Status{};
+}
+
+std::string ProxyConfig::describe() const {
+  return std::string(kind == Kind::socks5 ? "socks5://" : "http://") + bracket(host) + ":" + std::to_string(port);
 }
 
 std::uint64_t HttpsLink::connections_opened() const {

@@ -28,8 +28,22 @@
 
 #include "postern/client/invite.h"
 #include "postern/client/server_link.h"
+#include "postern/transport/proxy_handshake.h"
 
 namespace postern::client::net {
+
+// A proxy every connection of the link goes through (parse_proxy_url in path_link.h reads it from
+// socks5://[user:pass@]HOST:PORT or http://[user:pass@]HOST:PORT). The server's (or relay's) host
+// name is handed to the proxy as a name, never resolved locally.
+struct ProxyConfig {
+  enum class Kind { socks5, http_connect };
+  Kind kind = Kind::socks5;
+  std::string host;  // a name, an IPv4 address or an IPv6 address without brackets
+  std::uint16_t port = 0;
+  std::optional<transport::ProxyCredentials> credentials;  // the password is never printed
+  // "socks5://HOST:PORT" (credentials left out), for describe() and logs.
+  std::string describe() const;
+};
 
 struct HttpsLinkOptions {
   // Longest time for resolving, connecting and the TLS handshake of one connection.
@@ -42,6 +56,12 @@ struct HttpsLinkOptions {
   // server drops idle connections after 60 s).
   std::size_t max_idle_connections = 4;
   std::chrono::milliseconds max_idle_time{45'000};
+  // Connect through this proxy (SOCKS5 or HTTP CONNECT) to the dialled host:port.
+  std::optional<ProxyConfig> proxy;
+  // The delivery WebSocket pings after half of this much silence and gives up (the socket reports
+  // Errc::connection_closed without a close code) when nothing came back within it: a
+  // black-holed path is noticed within this time. 0 turns the pings off.
+  std::chrono::milliseconds delivery_idle_timeout{6'000};
 };
 
 class HttpsLink final : public ServerLink {
@@ -54,6 +74,10 @@ class HttpsLink final : public ServerLink {
   Result<HttpResponse> send(const HttpRequest& request) override;
   Result<std::unique_ptr<DeliverySocket>> open_delivery(std::string_view bearer) override;
   std::string describe() const override;
+
+  // Opens one connection (TCP, proxy, TLS, pin, inner channel) and keeps it idle for the next
+  // request: a probe of the path that costs nothing when the path works (MultiPathLink races these).
+  Status prepare();
 
   // TCP connections opened so far (HTTP and WebSocket), for diagnostics and tests of reuse.
   std::uint64_t connections_opened() const;

@@ -238,7 +238,9 @@ int Core::bio_read(char* out, int len) noexcept {
 int Core::bio_write(const char* data, int len) noexcept {
   if (write_error) return len;  // nothing can be sent any more; the op reports write_error
   try {
-    pending_.insert(pending_.end(), data, data + len);
+    // As unsigned bytes, so that the insert is one memmove (a char range converts byte by byte).
+    const auto* bytes = reinterpret_cast<const unsigned char*>(data);
+    pending_.insert(pending_.end(), bytes, bytes + len);
   } catch (const std::bad_alloc&) {
     return -1;
   }
