@@ -141,6 +141,58 @@ def record_first_flight(target_port, run_client):
     return flights[0] if flights else b""
 
 
+# ---- the ClientHello's fingerprint (JA4, FoxIO's definition) ----
+
+GREASE = {0x0a0a + 0x1010 * i for i in range(16)}
+
+
+def client_hello_fields(flight):
+    """(ciphers, extensions [(type, data)]) of a TLS ClientHello record, GREASE values removed."""
+    if len(flight) < 9 or flight[0] != 0x16 or flight[5] != 0x01:
+        return None
+    body = flight[9:]
+    i = 2 + 32  # legacy version, random
+    i += 1 + body[i]  # session id
+    n = struct.unpack(">H", body[i:i + 2])[0]
+    ciphers = [struct.unpack(">H", body[i + 2 + k:i + 4 + k])[0] for k in range(0, n, 2)]
+    i += 2 + n
+    i += 1 + body[i]  # compression methods
+    end = i + 2 + struct.unpack(">H", body[i:i + 2])[0]
+    i += 2
+    extensions = []
+    while i + 4 <= end:
+        etype, elen = struct.unpack(">HH", body[i:i + 4])
+        extensions.append((etype, body[i + 4:i + 4 + elen]))
+        i += 4 + elen
+    return [c for c in ciphers if c not in GREASE], [(t, d) for t, d in extensions if t not in GREASE]
+
+
+def ja4(flight):
+    fields = client_hello_fields(flight)
+    if fields is None:
+        return None
+    ciphers, extensions = fields
+    types = [t for t, _ in extensions]
+    ext = dict(extensions)
+    version = "12"
+    if 43 in ext:  # supported_versions
+        versions = [struct.unpack(">H", ext[43][1 + k:3 + k])[0] for k in range(0, ext[43][0], 2)]
+        best = max(v for v in versions if v not in GREASE)
+        version = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10"}.get(best, "00")
+    alpn = "00"
+    if 16 in ext and len(ext[16]) > 3:
+        first = ext[16][3:3 + ext[16][2]].decode("latin-1")
+        alpn = first[0] + first[-1]
+    sig_algs = []
+    if 13 in ext:
+        sig_algs = [struct.unpack(">H", ext[13][2 + k:4 + k])[0] for k in range(0, struct.unpack(">H", ext[13][:2])[0], 2)]
+    part_a = f"t{version}{'d' if 0 in ext else 'i'}{min(len(ciphers), 99):02d}{min(len(types), 99):02d}{alpn}"
+    part_b = hashlib.sha256(",".join(f"{c:04x}" for c in sorted(ciphers)).encode()).hexdigest()[:12]
+    ext_list = ",".join(f"{t:04x}" for t in sorted(t for t in types if t not in (0, 16)))
+    part_c = hashlib.sha256((ext_list + "_" + ",".join(f"{a:04x}" for a in sig_algs)).encode()).hexdigest()[:12]
+    return f"{part_a}_{part_b}_{part_c}"
+
+
 # ---- comparing reactions ----
 
 def tls_records(data):
@@ -259,6 +311,13 @@ def main():
     flight = record_first_flight(server_port, run_client)
     check("a real client's first flight is a TLS ClientHello", flight[:1] == b"\x16" and len(flight) > 100,
           repr(flight[:16]))
+    # The TLS fingerprint (docs/transport.md): the same JA4 as curl on this system's OpenSSL.
+    curl_flight = record_first_flight(server_port, lambda port: subprocess.run(
+        ["curl", "-sk", "-o", "/dev/null", "--max-time", "10", f"https://127.0.0.1:{port}/"], timeout=30))
+    ours, curls = ja4(flight), ja4(curl_flight)
+    print(f"JA4: postern {ours}, curl {curls}", flush=True)
+    check("the client's ClientHello has curl's JA4 fingerprint", ours is not None and ours == curls,
+          f"postern {ours} != curl {curls}")
 
     probes = [(label, payload, tls, "localhost") for label, payload, tls in sc.standard_probes(PROBE_SILENCE)]
     probes += [
