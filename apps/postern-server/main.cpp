@@ -229,6 +229,7 @@ int run(int argc, char** argv) {
     spdlog::warn("admin listener not started: {}: {}", at, admin_bound.error().message());
   }
 
+  for (const auto& address : config.public_addresses) invite_extra += "&addr=" + address;
   std::string invite = "postern://" + format_host_port(host, bound->port) + "?pin=" + *pin + invite_extra + "\n";
   // The invite carries the deployment secret: readable by the operator only.
   const auto written = write_file_atomically(dir + "invite.txt", invite, 0600);

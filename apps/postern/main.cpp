@@ -55,6 +55,8 @@ struct Globals {
   std::string passphrase_file;
   std::string device_name;
   std::string proxy;  // --proxy / POSTERN_PROXY, for this run only
+  std::string doh;     // --doh / POSTERN_DOH: resolve the server's name through DNS-over-HTTPS
+  std::string doh_ca;  // --doh-ca: the CA to trust for it
 };
 
 // The paths to the server (docs/paths.md): the proxy of this run, the relays stored in the
@@ -66,6 +68,7 @@ constexpr std::string_view kPreferredSetting = "paths.preferred";  // "relay HOS
 struct PathConfig {
   std::mutex mutex;
   std::optional<net::ProxyConfig> proxy;
+  std::optional<net::DohConfig> doh;
   std::vector<Invite> relays;
   std::optional<std::string> preferred;
   std::optional<std::string> switched_to;  // a path that worked after another: stored at exit
@@ -141,6 +144,7 @@ std::unique_ptr<Messenger> open_messenger(const Globals& g, crypto::Rng& rng, co
     std::lock_guard lock(paths->mutex);
     net::HttpsLinkOptions options;
     options.proxy = paths->proxy;
+    options.doh = paths->doh;
     std::vector<Invite> relays;
     for (const auto& r : paths->relays)
       if (invite.server_key && r.server_key == invite.server_key && r.to_string() != invite.to_string()) relays.push_back(r);
@@ -292,6 +296,9 @@ int main(int argc, char** argv) {
   app.add_option("--device-name", g.device_name, "this device's name at login (default: the host name)");
   app.add_option("--proxy", g.proxy, "connect through this proxy for this run: socks5://[USER:PASS@]HOST:PORT or http://[USER:PASS@]HOST:PORT (docs/paths.md)")
       ->envname("POSTERN_PROXY");
+  app.add_option("--doh", g.doh, "resolve the server's name through this DNS-over-HTTPS server, e.g. https://dns.example/dns-query (docs/paths.md)")
+      ->envname("POSTERN_DOH");
+  app.add_option("--doh-ca", g.doh_ca, "trust this CA certificate (PEM) for the --doh server");
 
   std::string relay_arg;
   auto* relays_cmd = app.add_subcommand("relays", "other paths to the server: relays (docs/paths.md)");
@@ -424,6 +431,13 @@ int main(int argc, char** argv) {
       return 2;
     }
     paths->proxy = *proxy;
+  }
+  if (!g.doh.empty()) {
+    if (!net::valid_doh_url(g.doh)) {
+      std::cerr << "postern: --doh: the URL must be https://HOST[:PORT]/PATH\n";
+      return 2;
+    }
+    paths->doh = net::DohConfig{g.doh, g.doh_ca.empty() ? std::nullopt : std::optional<std::string>(g.doh_ca)};
   }
 
   crypto::SystemRng rng;

@@ -9,6 +9,8 @@ answers the true one.
 Cases: a working direct path; a refused port; a reset after the ClientHello; a forged DNS answer
 (the plain resolver says 10.66.66.66, DoH says 127.0.0.1); the direct path refused while a relay
 added to the profile works ("server address blocked, relay works" or its refused-port form).
+Also the client's own name resolution: a name only DNS-over-HTTPS knows (`--doh`), and an invite
+that carries the address (`addr=`).
 
 Run: doctor_test.py SERVER POSTERN RELAY
 """
@@ -191,6 +193,23 @@ def main():
           path.get("dns", {}).get("doh") == ["127.0.0.1"], str(path.get("dns")))
     check("forged DNS: the path works through the DoH answer", rc == 0 and path.get("works") is True and
           "DNS-over-HTTPS" in path.get("verdict", ""), str(report))
+
+    # 4b. the client's own connections: the name through DNS-over-HTTPS, or the invite's addr=
+    via_doh = os.path.join(work, "via-doh")
+    postern(via_doh, "join", invite.replace(here, f"postern.test:{server.port}"))
+    plain = postern(via_doh, "register", "--email", "doh@example.com", "--birthdate", "1990-01-01", "--accept-terms")
+    check("a name the system cannot resolve: unreachable without DoH (exit 3)", plain.returncode == 3,
+          f"{plain.returncode} {plain.stderr}")
+    with_doh = postern(via_doh, "--doh", f"https://localhost:{doh_port}/dns-query", "--doh-ca", doh_ca,
+                       "register", "--email", "doh@example.com", "--birthdate", "1990-01-01", "--accept-terms")
+    check("the client resolves the server's name through DNS-over-HTTPS (--doh) and registers",
+          with_doh.returncode == 0, f"{with_doh.returncode} {with_doh.stderr}")
+    with_addr = os.path.join(work, "with-addr")
+    postern(with_addr, "join", invite.replace(here, f"postern.test:{server.port}") + "&addr=127.0.0.1")
+    by_addr = postern(with_addr, "register", "--email", "addr@example.com", "--birthdate", "1990-01-01",
+                      "--accept-terms")
+    check("the client uses the invite's addr= instead of DNS and registers", by_addr.returncode == 0,
+          f"{by_addr.returncode} {by_addr.stderr}")
 
     # 5. the server's address refused, a relay works
     relay_dir = os.path.join(work, "relay")

@@ -2,6 +2,7 @@
 
 #include "postern/crypto/secret.h"
 
+#include <arpa/inet.h>
 #include <sodium.h>
 
 #include <charconv>
@@ -73,7 +74,14 @@ std::string parse(std::string_view text, Invite& out) {
     const auto eq = pair.find('=');
     const std::string_view key = pair.substr(0, eq);
     const std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    if (key == "key" || key == "secret") {
+    if (key == "addr") {
+      if (invite.addresses.size() >= 8) return "the invite has more than 8 addr= parameters";
+      const std::string address(value);
+      std::array<unsigned char, 16> raw{};
+      if (inet_pton(AF_INET, address.c_str(), raw.data()) != 1 && inet_pton(AF_INET6, address.c_str(), raw.data()) != 1)
+        return "addr= must be an IPv4 or IPv6 address";
+      invite.addresses.push_back(address);
+    } else if (key == "key" || key == "secret") {
       auto& slot = key == "key" ? invite.server_key : invite.front_secret;
       if (slot) return "the invite has two " + std::string(key) + " parameters";
       std::array<std::uint8_t, 32> raw{};
@@ -137,6 +145,7 @@ std::string Invite::to_string() const {
                     "?pin=sha256/" + base64url(pin);
   if (server_key) out += "&key=" + base64url(*server_key);
   if (front_secret) out += "&secret=" + base64url(*front_secret);
+  for (const auto& a : addresses) out += "&addr=" + a;
   for (const auto& [k, v] : extra) out += "&" + k + "=" + v;
   return out;
 }

@@ -27,6 +27,9 @@ struct Invite {
   std::array<std::uint8_t, 32> pin{};  // SHA-256 of the certificate's DER SubjectPublicKeyInfo
   std::optional<std::array<std::uint8_t, 32>> server_key;    // key=
   std::optional<std::array<std::uint8_t, 32>> front_secret;  // secret= (a secret: never logged)
+  // addr= (repeatable, at most 8): IP addresses of `host`, used instead of resolving the name, so
+  // that a forged DNS answer cannot send the client elsewhere (the pin would refuse it anyway).
+  std::vector<std::string> addresses;
   std::vector<std::pair<std::string, std::string>> extra;  // other query parameters, in order
   std::string to_string() const;
 };

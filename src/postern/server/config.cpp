@@ -1,5 +1,9 @@
 #include "postern/server/config.h"
 
+#include <arpa/inet.h>
+
+#include <array>
+
 #include <charconv>
 #include <set>
 #include <stdexcept>
@@ -131,7 +135,22 @@ void load_config(const std::string& path, ServerConfig& config) {
                          "attachments", "devices", "front"});
 
   if (const auto* s = section(root, "server")) {
-    reject_unknown(*s, "server.", {"listen", "admin_listen", "public_host", "worker_threads", "io_threads"});
+    reject_unknown(*s, "server.",
+                   {"listen", "admin_listen", "public_host", "public_addresses", "worker_threads", "io_threads"});
+    if (const auto* node = s->get("public_addresses")) {
+      const auto* list = node->as_array();
+      if (list == nullptr || list->size() > 8) fail("server.public_addresses", "must be a list of at most 8 IP addresses");
+      config.public_addresses.clear();
+      for (const auto& item : *list) {
+        const auto text = item.value<std::string>();
+        std::array<unsigned char, 16> raw{};
+        if (!text || (inet_pton(AF_INET, text->c_str(), raw.data()) != 1 &&
+                      inet_pton(AF_INET6, text->c_str(), raw.data()) != 1)) {
+          fail("server.public_addresses", "each entry must be an IPv4 or IPv6 address");
+        }
+        config.public_addresses.push_back(*text);
+      }
+    }
     std::string listen;
     read_string(*s, "server.", "listen", listen);
     if (!listen.empty()) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "postern/account/password.h"
@@ -115,6 +116,9 @@ struct ServerConfig {
   // The host put into the invite link and the self-signed certificate's CN. Empty: the listen
   // host, or "localhost" when listening on a wildcard address.
   std::string public_host;
+  // IP addresses of public_host written into the invite (addr=), so that clients need no DNS for
+  // it (a forged answer cannot mislead them). Empty: none.
+  std::vector<std::string> public_addresses;
   std::string cert_file;  // PEM; both empty: a self-signed pair in the data directory
   std::string key_file;
   unsigned pow_difficulty = 20;

@@ -46,5 +46,34 @@ TEST(Invite, RefusesWithAReason) {
   EXPECT_TRUE(explain_invite_error(std::string("postern://x:1?") + pin).empty());
 }
 
+TEST(Invite, KeySecretAddressesAndRelayLinks) {
+  const std::string key(43, 'A');
+  const std::string base = std::string("postern://chat.example.org:443?pin=sha256/") + kPin;
+  auto invite = parse_invite(base + "&key=" + key + "&secret=" + key + "&addr=192.0.2.7&addr=2001:db8::1");
+  ASSERT_TRUE(invite.ok());
+  ASSERT_TRUE(invite->server_key && invite->front_secret);
+  EXPECT_EQ(invite->addresses, (std::vector<std::string>{"192.0.2.7", "2001:db8::1"}));
+  EXPECT_FALSE(invite->relay);
+  auto again = parse_invite(invite->to_string());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->to_string(), invite->to_string());
+
+  auto relay = parse_invite(std::string("postern://relay@198.51.100.2:443?pin=sha256/") + kPin + "&key=" + key +
+                            "&secret=" + key);
+  ASSERT_TRUE(relay.ok());
+  EXPECT_TRUE(relay->relay);
+  EXPECT_EQ(relay->host, "198.51.100.2");
+  EXPECT_TRUE(relay->to_string().starts_with("postern://relay@198.51.100.2:443?"));
+
+  std::string nine = base;
+  for (int i = 0; i < 9; ++i) nine += "&addr=192.0.2." + std::to_string(i + 1);
+  for (const std::string& bad : {base + "&addr=chat.example.org", base + "&addr=", nine, base + "&key=short",
+                                 base + "&key=" + key + "&key=" + key,
+                                 std::string("postern://relay@198.51.100.2:443?pin=sha256/") + kPin}) {
+    EXPECT_FALSE(parse_invite(bad).ok()) << bad;
+    EXPECT_FALSE(explain_invite_error(bad).empty()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace postern::client

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/ssl.h>
 
+#include "postern/client/net/doh.h"
 #include "postern/crypto/random.h"
 #include "postern/transport/dns_message.h"
 #include "postern/transport/errors.h"
@@ -78,36 +79,6 @@ bool is_bogon(const std::string& text) {
            (b[0] == 172 && (b[1] & 0xF0) == 16) || (b[0] == 192 && b[1] == 168) || b[0] >= 224;
   }
   return a.is_unspecified() || a.to_v6().is_link_local() || (a.to_v6().to_bytes()[0] & 0xFE) == 0xFC;
-}
-
-struct Url {
-  std::string host;
-  std::uint16_t port = 443;
-  std::string path = "/";
-};
-
-std::optional<Url> parse_https_url(std::string_view text) {
-  if (!text.starts_with("https://")) return std::nullopt;
-  text.remove_prefix(8);
-  Url url;
-  const auto slash = text.find('/');
-  std::string_view authority = text.substr(0, slash);
-  if (slash != std::string_view::npos) url.path = std::string(text.substr(slash));
-  const auto colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
-    int port = 0;
-    for (char c : authority.substr(colon + 1)) {
-      if (c < '0' || c > '9') return std::nullopt;
-      port = port * 10 + (c - '0');
-      if (port > 65535) return std::nullopt;
-    }
-    if (port == 0) return std::nullopt;
-    url.port = static_cast<std::uint16_t>(port);
-    authority = authority.substr(0, colon);
-  }
-  if (authority.empty()) return std::nullopt;
-  url.host = std::string(authority);
-  return url;
 }
 
 awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve_system(const std::string& host,
@@ -173,64 +144,6 @@ awaitable<Result<std::vector<std::string>>> resolve_udp(const std::string& serve
     guard.cancel();
     co_return parsed->addresses;
   }
-}
-
-// An HTTPS request on a fresh connection (for DNS-over-HTTPS): returns the body of a 200.
-awaitable<Result<Bytes>> https_post(const Url& url, const std::string& content_type, const Bytes& body,
-                                    asio::ssl::context& ctx, std::chrono::milliseconds timeout) {
-  auto ex = co_await asio::this_coro::executor;
-  auto [rec, endpoints] = co_await resolve_system(url.host, url.port, timeout);
-  if (rec || endpoints.empty()) co_return transport::Errc::unreachable;
-  beast::tcp_stream socket(ex);
-  socket.expires_after(timeout);
-  auto [cec, ep] = co_await socket.async_connect(endpoints, kTuple);
-  (void)ep;
-  if (cec) co_return transport::Errc::unreachable;
-  transport::net::TlsStream tls(socket.release_socket(), ctx, asio::ssl::stream_base::client);
-  if (!transport::net::set_server_name(tls.native_handle(), url.host)) co_return transport::Errc::unreachable;
-  SSL_set1_host(tls.native_handle(), url.host.c_str());
-  beast::get_lowest_layer(tls).expires_after(timeout);
-  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, kTuple);
-  if (hec) co_return transport::Errc::unreachable;
-  std::string request = "POST " + url.path + " HTTP/1.1\r\nHost: " + url.host + "\r\nContent-Type: " + content_type +
-                        "\r\nAccept: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
-                        "\r\nConnection: close\r\n\r\n";
-  request.append(body.begin(), body.end());
-  auto [wec, wn] = co_await asio::async_write(tls, asio::buffer(request), kTuple);
-  (void)wn;
-  if (wec) co_return transport::Errc::unreachable;
-  Bytes in;
-  std::array<std::uint8_t, 4096> chunk{};
-  for (;;) {
-    auto [ec, n] = co_await tls.async_read_some(asio::buffer(chunk), kTuple);
-    in.insert(in.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
-    if (ec || in.size() > 70'000) break;
-  }
-  auto head = transport::upgrade::parse_response_head(in);
-  if (!head || !*head || (*head)->status != 200) co_return transport::Errc::bad_dns_message;
-  co_return Bytes(in.begin() + static_cast<std::ptrdiff_t>((*head)->head_size), in.end());
-}
-
-awaitable<Result<std::vector<std::string>>> resolve_doh(const DoctorOptions& options, const std::string& name) {
-  const auto url = parse_https_url(*options.doh_url);
-  if (!url) co_return transport::Errc::bad_config;
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  if (options.doh_ca_file) {
-    if (SSL_CTX_load_verify_locations(ctx->native_handle(), options.doh_ca_file->c_str(), nullptr) != 1) {
-      co_return transport::Errc::bad_config;
-    }
-  } else {
-    SSL_CTX_set_default_verify_paths(ctx->native_handle());
-  }
-  SSL_CTX_set_verify(ctx->native_handle(), SSL_VERIFY_PEER, nullptr);
-  // RFC 8484: id 0; EDNS padding to 128-byte blocks (RFC 8467) hides the name's length.
-  auto query = transport::dns::build_query(0, name, transport::dns::kTypeA, 128);
-  if (!query) co_return query.error();
-  auto body = co_await https_post(*url, "application/dns-message", *query, *ctx, options.step_timeout);
-  if (!body) co_return body.error();
-  auto parsed = transport::dns::parse_response(*body, 0, name, transport::dns::kTypeA);
-  if (!parsed) co_return parsed.error();
-  co_return parsed->addresses;
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -337,7 +250,9 @@ awaitable<DoctorPath> check_path(const Invite& path, std::string label, const Do
       detail = "system resolver: " + (ec ? describe(ec) : join(p.system_addresses));
     }
     if (options.doh_url) {
-      auto doh = co_await resolve_doh(options, path.host);
+      // A named value, not a temporary in the co_await expression (GCC 12 destroys those twice).
+      const DohConfig doh_config{*options.doh_url, options.doh_ca_file};
+      auto doh = co_await resolve_doh(doh_config, path.host, timeout);
       if (doh) p.doh_addresses = *doh;
       detail += "; DNS-over-HTTPS: " + (doh ? join(p.doh_addresses) : doh.error().message());
     }

@@ -3,6 +3,8 @@
 // for their results, and the delivery socket hands messages over through a mutex-guarded queue.
 #include "postern/client/net/https_link.h"
 
+#include "postern/client/net/doh.h"
+
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -344,6 +346,23 @@ struct HttpsLink::Core {
     co_return Status{};
   }
 
+  // Connects to the first of these addresses that answers.
+  awaitable<Status> tcp_connect_any(beast::tcp_stream& socket, const std::vector<std::string>& addresses,
+                                    std::uint16_t port, std::chrono::steady_clock::time_point deadline) {
+    std::vector<tcp::endpoint> endpoints;
+    for (const auto& text : addresses) {
+      boost::system::error_code ec;
+      const auto address = asio::ip::make_address(text, ec);
+      if (!ec) endpoints.emplace_back(address, port);
+    }
+    if (endpoints.empty()) co_return Errc::unreachable;
+    socket.expires_at(deadline);
+    auto [cec, endpoint] = co_await socket.async_connect(endpoints, kTuple);
+    (void)endpoint;
+    if (cec) co_return Errc::unreachable;
+    co_return Status{};
+  }
+
   // Reads exactly out.size() bytes (the deadline is already set on the socket).
   static awaitable<Status> read_exact(beast::tcp_stream& socket, std::span<std::uint8_t> out) {
     auto [ec, n] = co_await asio::async_read(socket, asio::buffer(out.data(), out.size()), kTuple);
@@ -421,7 +440,20 @@ struct HttpsLink::Core {
     if (options.proxy) {
       if (auto c = co_await tcp_connect(socket, options.proxy->host, options.proxy->port, deadline); !c) co_return c.error();
     } else {
-      if (auto c = co_await tcp_connect(socket, dial_host, dial_port, deadline); !c) co_return c.error();
+      // A name: the invite's addr= addresses, else DNS-over-HTTPS, else the system's resolver.
+      std::vector<std::string> addresses;
+      if (!transport::net::is_ip_literal(dial_host) && !options.connect_host) {
+        addresses = invite.addresses;
+        if (addresses.empty() && options.doh) {
+          const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+          auto resolved = co_await resolve_doh(*options.doh, dial_host, left);
+          if (!resolved || resolved->empty()) co_return Errc::unreachable;
+          addresses = std::move(*resolved);
+        }
+      }
+      Status c = addresses.empty() ? co_await tcp_connect(socket, dial_host, dial_port, deadline)
+                                   : co_await tcp_connect_any(socket, addresses, dial_port, deadline);
+      if (!c) co_return c.error();
     }
     opened.fetch_add(1, std::memory_order_relaxed);
     boost::system::error_code ignored;

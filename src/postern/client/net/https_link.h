@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "postern/client/invite.h"
+#include "postern/client/net/doh_config.h"
 #include "postern/client/server_link.h"
 #include "postern/transport/proxy_handshake.h"
 
@@ -58,6 +59,9 @@ struct HttpsLinkOptions {
   std::chrono::milliseconds max_idle_time{45'000};
   // Connect through this proxy (SOCKS5 or HTTP CONNECT) to the dialled host:port.
   std::optional<ProxyConfig> proxy;
+  // How the server's name is resolved when it is not an IP literal and there is no proxy: the
+  // invite's addr= addresses first, else this DNS-over-HTTPS server, else the system's resolver.
+  std::optional<DohConfig> doh;
   // The delivery WebSocket pings after half of this much silence and gives up (the socket reports
   // Errc::connection_closed without a close code) when nothing came back within it: a
   // black-holed path is noticed within this time. 0 turns the pings off.

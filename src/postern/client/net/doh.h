@@ -1,0 +1,25 @@
+// DNS-over-HTTPS (RFC 8484) for the client: a name resolved through an HTTPS server the censor
+// cannot forge answers of (an injector on the path forges plain UDP answers, facts item 1). One A
+// query per call, POSTed as application/dns-message with EDNS padding to 128 bytes (RFC 8467).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "postern/client/net/doh_config.h"
+#include "postern/util/result.h"
+
+namespace postern::client::net {
+
+// The A records of `name`. Arguments are taken by value: the coroutine outlives the caller's
+// temporaries. Errors: transport::Errc::bad_config (URL, CA file), unreachable (the
+// DoH server), bad_dns_message (its answer).
+boost::asio::awaitable<Result<std::vector<std::string>>> resolve_doh(DohConfig config, std::string name,
+                                                                     std::chrono::milliseconds timeout);
+
+}  // namespace postern::client::net
