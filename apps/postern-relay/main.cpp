@@ -1,7 +1,7 @@
 // postern-relay: a volunteer's relay in one command (docs/relay.md).
 //
 //   postern-relay --listen 0.0.0.0:443 --upstream INVITE --data DIR [--cert PEM --key PEM]
-//                 [--site DIR] [--public-host NAME]
+//                 [--site DIR | --cover-origin URL] [--public-host NAME]
 //
 // Start-up: the data directory (mode 0700) with the relay's own secret (relay.secret), its
 // self-signed certificate unless --cert/--key are given, and its replay filter; the camouflage
@@ -46,6 +46,7 @@
 #include "postern/transport/front_auth.h"
 #include "postern/transport/net/front.h"
 #include "postern/transport/net/relay.h"
+#include "postern/transport/net/tls_client.h"
 #include "postern/transport/site.h"
 
 namespace {
@@ -128,6 +129,14 @@ int run(int argc, char** argv) {
   app.add_option("--cert", cert_file, "PEM certificate chain (default: self-signed, in the data directory)");
   app.add_option("--key", key_file, "PEM private key of --cert");
   app.add_option("--site", site_dir, "camouflage web site directory (default: the sample site shipped with Postern)");
+  std::string cover_origin;
+  std::int64_t origin_timeout_ms = 60'000;
+  app.add_option("--cover-origin", cover_origin,
+                 "instead of --site: a real web site (http[s]://HOST[:PORT]) that everyone without the relay's "
+                 "secret is proxied to, as by nginx's proxy_pass")
+      ->excludes("--site");
+  app.add_option("--origin-timeout-ms", origin_timeout_ms, "nginx's proxy_connect/read/send_timeout")
+      ->check(CLI::Range(1, 3'600'000));
   app.add_option("--public-host", public_host, "host name or address clients use (default: the --listen host)");
   app.add_option("--max-connections", max_connections, "connections open at once at most")->capture_default_str();
   app.add_option("--rate-kib", rate_kib, "KiB/s per connection, both directions together (0: unlimited)");
@@ -189,7 +198,7 @@ int run(int argc, char** argv) {
   if (!pin) die("reading " + cert_file, pin.error());
   auto front_tls = transport::net::make_front_tls_context(cert_file, key_file);
   if (!front_tls) die("loading the certificate and key", front_tls.error());
-  auto upstream_tls = transport::net::make_relay_client_tls_context();
+  auto upstream_tls = transport::net::make_client_tls_context();
   const std::string site_root = site_dir.empty() ? std::string(POSTERN_SHARE_DIR) + "/site" : site_dir;
   transport::site::NginxLimits nginx;
   nginx.client_header_timeout = std::chrono::milliseconds(header_timeout_ms);
@@ -197,6 +206,15 @@ int run(int argc, char** argv) {
   nginx.lingering_timeout = std::chrono::milliseconds(lingering_timeout_ms);
   auto site = transport::site::Site::open(site_root, nginx);
   if (!site) die("the camouflage site " + site_root, site.error());
+  std::optional<transport::net::CoverOrigin> origin;
+  if (!cover_origin.empty()) {
+    auto made = transport::net::make_cover_origin(cover_origin);
+    if (!made) die("--cover-origin (http[s]://HOST[:PORT] expected)", made.error());
+    origin.emplace(std::move(*made));
+    origin->limits.connect_timeout = std::chrono::milliseconds(origin_timeout_ms);
+    origin->limits.read_timeout = origin->limits.connect_timeout;
+    origin->limits.send_timeout = origin->limits.connect_timeout;
+  }
 
   // One io thread: forwarding is cheap next to TLS, and a single thread avoids the lock and
   // wake-up traffic of two threads sharing one io_context (bench: postern-relaybench).
@@ -207,6 +225,7 @@ int run(int argc, char** argv) {
   Relay relay{io, tcp::acceptor(asio::make_strand(io)), **front_tls, *upstream_tls, {}, {}, {}, max_connections,
               log_addresses};
   relay.front.site = &*site;
+  if (origin) relay.front.origin = &*origin;
   relay.front.auth = &*relay_auth;
   relay.front.replay = replay->get();
   relay.front.window_seconds = window_s;

@@ -74,6 +74,11 @@ int run(int argc, char** argv) {
   app.add_option("--site", site_dir,
                  "directory of the camouflage web site shown to everyone without the deployment secret "
                  "(default: the sample site shipped with Postern)");
+  std::string cover_origin;
+  app.add_option("--cover-origin", cover_origin,
+                 "instead of --site: a real web site (http[s]://HOST[:PORT]) that everyone without the "
+                 "deployment secret is proxied to, as by nginx's proxy_pass")
+      ->excludes("--site");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
@@ -88,7 +93,14 @@ int run(int argc, char** argv) {
 
   if (!config_file.empty()) load_config(config_file, config);  // throws with a message
   config.data_dir = data_dir;
-  if (!site_dir.empty()) config.front.site_dir = site_dir;
+  if (!site_dir.empty()) {
+    config.front.site_dir = site_dir;
+    config.front.cover_origin.clear();
+  }
+  if (!cover_origin.empty()) {
+    config.front.cover_origin = cover_origin;
+    config.front.site_dir.clear();
+  }
   if (!listen.empty()) {
     auto hp = parse_host_port(listen);
     if (!hp) die("--listen must be HOST:PORT");
@@ -158,6 +170,7 @@ int run(int argc, char** argv) {
   DeliveryHub delivery(workers, api, config);
   // The front: camouflage site, first-request authentication, inner channel.
   std::optional<transport::site::Site> site;
+  std::optional<transport::net::CoverOrigin> origin;
   std::unique_ptr<transport::ReplayFilter> replay;
   std::optional<transport::FrontAuthenticator> front_auth;
   std::optional<transport::noise::KeyPair> noise_key;
@@ -189,6 +202,15 @@ int run(int argc, char** argv) {
     auto opened = transport::site::Site::open(site_root, nginx);
     if (!opened) die("the camouflage site " + site_root, opened.error());
     site.emplace(std::move(*opened));
+    if (!config.front.cover_origin.empty()) {
+      auto made = transport::net::make_cover_origin(config.front.cover_origin);
+      if (!made) die("the cover origin (http[s]://HOST[:PORT] expected)", made.error());
+      origin.emplace(std::move(*made));
+      origin->limits.connect_timeout = config.front.origin_timeout;
+      origin->limits.read_timeout = config.front.origin_timeout;
+      origin->limits.send_timeout = config.front.origin_timeout;
+      front_config.front.origin = &*origin;
+    }
     auto ctx = transport::net::make_front_tls_context(cert_file, key_file);
     if (!ctx) die("loading the certificate and key", ctx.error());
     front_tls = std::move(*ctx);

@@ -19,6 +19,13 @@ and the timing class; TLS records by type and length, within a few bytes for sig
 - inner-channel lookalikes over TLS: an upgrade with a random token, a valid token altered by one
   character, and a valid token replayed after it opened a tunnel once (checked to get 101 first).
 
+Then the cover-origin mode (`--cover-origin`): a plain-HTTP nginx serving the site plays the real
+web site; a second postern-server proxies to it, and so does a stock nginx with `proxy_pass` and
+nothing else; both get the probes above plus request bodies (Content-Length, chunked, Expect:
+100-continue, over client_max_body_size), other methods and a redirect from the origin. A relay
+with `--cover-origin` pointing at a closed port is compared with nginx proxying to that port
+(nginx's 502 page).
+
 Run: probe_test.py SERVER RELAY POSTERN
 """
 import base64
@@ -226,6 +233,17 @@ def mutate(flight, positions):
     return bytes(b)
 
 
+def certificate_of(data_dir):
+    """A stand-in for site_compare.make_certificate that gives nginx the certificate and key of a
+    Postern data directory (so that TLS answers have the same sizes on both sides)."""
+    def copy(directory):
+        crt, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        shutil.copy(os.path.join(data_dir, "cert.pem"), crt)
+        shutil.copy(os.path.join(data_dir, "key.pem"), key)
+        return crt, key
+    return copy
+
+
 def compare_target(name, nginx_port, target_port, probes):
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -285,12 +303,7 @@ def main():
     relay_link = open(os.path.join(work, "relay", "relay-link.txt")).read().strip()
 
     # nginx with the server's certificate (so that TLS answers have the same sizes)
-    def same_certificate(directory):
-        crt, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-        shutil.copy(os.path.join(data, "cert.pem"), crt)
-        shutil.copy(os.path.join(data, "key.pem"), key)
-        return crt, key
-    sc.make_certificate = same_certificate
+    sc.make_certificate = certificate_of(data)
     # Debian's packaged nginx.conf enables TLS 1.3 and server cipher preference (nginx 1.22's own
     # defaults stop at TLS 1.2); its "gzip on" is left out: the front does not compress
     # (docs/transport.md lists it as a known difference).
@@ -345,6 +358,58 @@ def main():
             (f"upgrade with a replayed token", upgrade_request(used, ws_key), True, "localhost"),
         ]
         compare_target(name, nginx_port, port, probes + lookalikes)
+
+    # The cover-origin mode: a real web site behind both, nginx's proxy_pass against ours.
+    origin_port, _ = sc.start_nginx(site, tls=False)
+    origin = f"http://127.0.0.1:{origin_port}"
+    _, cover_port = start([server_bin, "--data", os.path.join(work, "cover-data"), "--listen", "127.0.0.1:0",
+                           "--admin-listen", "127.0.0.1:0", "--config", os.path.join(work, "server.toml"),
+                           "--cover-origin", origin], os.path.join(work, "cover.err"))
+    cover_invite = open(os.path.join(work, "cover-data", "invite.txt")).read().strip()
+    # (the nginx proxy gets this server's certificate too: TLS answers must have the same sizes)
+    sc.make_certificate = certificate_of(os.path.join(work, "cover-data"))
+    proxy_nginx_port, _ = sc.start_nginx(site, http_extra=extra, location=f"proxy_pass {origin};")
+    bodies = [
+        ("POST with a body", b"POST /form HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello=world", True,
+         "localhost"),
+        ("POST with a chunked body, then GET",
+         b"POST /form HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+         b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", True, "localhost"),
+        ("POST with Expect: 100-continue", b"POST /form HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
+         b"Expect: 100-continue\r\n\r\nabc", True, "localhost"),
+        ("PUT over client_max_body_size", b"PUT /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000000\r\n\r\n",
+         True, "localhost"),
+        ("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n", True, "localhost"),
+        ("DELETE", b"DELETE /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n", True, "localhost"),
+        ("absolute-form target", b"GET http://localhost/about.html HTTP/1.1\r\nHost: localhost\r\n\r\n", True,
+         "localhost"),
+        ("conditional GET", b"GET /style.css HTTP/1.1\r\nHost: localhost\r\nIf-Modified-Since: "
+         b"Sun, 01 Jan 2040 00:00:00 GMT\r\n\r\n", True, "localhost"),
+        ("range GET", b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-9\r\n\r\n", True, "localhost"),
+    ]
+    secret = b64url_decode(param(cover_invite, "secret"))
+    ws_key = base64.b64encode(os.urandom(16)).decode()
+    used = make_token(secret, ws_key)
+    check("cover origin: a fresh valid token passes the front", opens_tunnel(cover_port, used, ws_key))
+    cover_lookalikes = [
+        ("upgrade with a random token",
+         upgrade_request(base64.urlsafe_b64encode(os.urandom(40)).decode().rstrip("="), ws_key), True, "localhost"),
+        ("upgrade with a replayed token", upgrade_request(used, ws_key), True, "localhost"),
+    ]
+    compare_target("cover origin", proxy_nginx_port, cover_port, probes + bodies + cover_lookalikes)
+
+    # An origin that is down: nginx's 502 page on both sides.
+    closed = sc._free_port()
+    _, down_relay_port = start([relay_bin, "--listen", "127.0.0.1:0", "--upstream", os.path.join(data, "invite.txt"),
+                                "--data", os.path.join(work, "relay-down"), "--cover-origin",
+                                f"http://127.0.0.1:{closed}", "--client-header-timeout-ms", str(TIMEOUT_MS),
+                                "--keepalive-timeout-ms", str(TIMEOUT_MS), "--lingering-timeout-ms", "1000"],
+                               os.path.join(work, "relay-down.err"))
+    sc.make_certificate = certificate_of(os.path.join(work, "relay-down"))
+    down_nginx_port, _ = sc.start_nginx(site, http_extra=extra, location=f"proxy_pass http://127.0.0.1:{closed};")
+    down_probes = [p for p in probes if p[0] in ("GET /", "GET /random-path", "HEAD /", "POST /", "HTTP/0.9",
+                                                 "GET /about.html 1.0")]
+    compare_target("relay, origin down", down_nginx_port, down_relay_port, down_probes + bodies[:2])
 
 
 if __name__ == "__main__":

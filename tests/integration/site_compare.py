@@ -68,11 +68,14 @@ def make_certificate(directory):
     return crt, key
 
 
-def start_nginx(site_dir, tls=True, http_extra=""):
+def start_nginx(site_dir, tls=True, http_extra="", location=None):
     """Starts nginx serving `site_dir`; returns (port, temp dir). Killed by PID at exit.
 
     `http_extra` adds directives to the http block (e.g. shorter client_header_timeout and
-    keepalive_timeout, which the front copies from NginxLimits)."""
+    keepalive_timeout, which the front copies from NginxLimits); `location` replaces the body of
+    `location /` (e.g. "proxy_pass http://127.0.0.1:PORT;" for a reverse proxy)."""
+    if location is None:
+        location = f"root {os.path.abspath(site_dir)}; index index.html;"
     tmp = tempfile.mkdtemp(prefix="postern-nginx-")
     _DIRS.append(tmp)
     crt, key = make_certificate(tmp)
@@ -99,8 +102,7 @@ http {{
         listen 127.0.0.1:{port}{' ssl' if tls else ''};
         {ssl_conf}
         location / {{
-            root {os.path.abspath(site_dir)};
-            index index.html;
+            {location}
         }}
     }}
 }}

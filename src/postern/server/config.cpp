@@ -248,7 +248,8 @@ void load_config(const std::string& path, ServerConfig& config) {
   if (const auto* s = section(root, "front")) {
     reject_unknown(*s, "front.", {"enabled", "open_api", "site", "token_window_s", "client_header_timeout_ms",
                                   "keepalive_timeout_ms", "send_timeout_ms", "lingering_time_ms",
-                                  "lingering_timeout_ms", "shaping", "cover_interval_ms"});
+                                  "lingering_timeout_ms", "shaping", "cover_interval_ms", "cover_origin",
+                                  "origin_timeout_ms"});
     auto read_bool = [&](const char* key, bool& out) {
       if (const auto* node = s->get(key)) {
         const auto v = node->value<bool>();
@@ -260,6 +261,11 @@ void load_config(const std::string& path, ServerConfig& config) {
     read_bool("open_api", config.front.open_api);
     read_bool("shaping", config.front.shaping);
     read_string(*s, "front.", "site", config.front.site_dir);
+    read_string(*s, "front.", "cover_origin", config.front.cover_origin);
+    read_ms(*s, "front.", "origin_timeout_ms", config.front.origin_timeout);
+    if (!config.front.site_dir.empty() && !config.front.cover_origin.empty()) {
+      fail("front.cover_origin", "excludes front.site: the camouflage is a directory or an origin, not both");
+    }
     read_int(*s, "front.", "token_window_s", config.front.token_window_s, 10, 3600);
     read_ms(*s, "front.", "client_header_timeout_ms", config.front.client_header_timeout);
     read_ms(*s, "front.", "keepalive_timeout_ms", config.front.keepalive_timeout);

@@ -99,6 +99,10 @@ struct FrontOptions {
   // server answers probers of /v1/ paths differently from nginx: never in production.
   bool open_api = false;
   std::string site_dir;  // the camouflage site; empty: the sample site that ships with Postern
+  // Instead of a site directory: a real web site the front proxies non-clients to, as nginx's
+  // proxy_pass ("http[s]://HOST[:PORT]"; transport/cover_origin.h). Excludes site_dir.
+  std::string cover_origin;
+  std::chrono::milliseconds origin_timeout{60'000};  // proxy_connect/read/send_timeout: then 504
   std::int64_t token_window_s = 120;  // first-request tokens accepted within now +- this
   std::chrono::milliseconds client_header_timeout{60'000};
   std::chrono::milliseconds keepalive_timeout{75'000};

@@ -23,6 +23,7 @@
 #include <limits>
 #include <system_error>
 
+#include "postern/transport/ascii.h"
 #include "postern/transport/errors.h"
 
 namespace postern::transport::site {
@@ -35,23 +36,9 @@ constexpr std::size_t kMaxPathBytes = 4096;
 constexpr std::uint64_t kMaxMultipartBytes = 1 << 20;
 constexpr char kPadding[] = "<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n";
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-bool icontains(std::string_view hay, std::string_view needle) {
-  if (needle.size() > hay.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (iequals(hay.substr(i, needle.size()), needle)) return true;
-  }
-  return false;
-}
+using ascii::icontains;
+using ascii::iequals;
+using ascii::lower;
 
 bool is_alpha(std::uint8_t c) {
   const std::uint8_t l = c | 0x20;
@@ -750,6 +737,8 @@ std::string_view reason(int status) {
     case 497: return "400 Bad Request";
     case 500: return "500 Internal Server Error";
     case 501: return "501 Not Implemented";
+    case 502: return "502 Bad Gateway";
+    case 504: return "504 Gateway Time-out";
     case 505: return "505 HTTP Version Not Supported";
     default: return "500 Internal Server Error";
   }
@@ -1160,13 +1149,39 @@ Response Site::respond(const RequestHead& head, bool plain_http_on_tls_port, std
   return respond(head, plain_http_on_tls_port, now, requests_on_connection, listener_);
 }
 
+bool Site::keep_alive_allowed(const RequestHead& head, unsigned requests_on_connection) const {
+  bool keep_alive = head.keep_alive && head.version != 9;
+  if (requests_on_connection >= limits_.keepalive_requests) keep_alive = false;
+  if (head.method == "POST" && is_msie6(head)) keep_alive = false;
+  return keep_alive;
+}
+
+Response Site::status_page(int status, const RequestHead& head, bool keep_alive,
+                           std::chrono::system_clock::time_point now) const {
+  Response r;
+  r.status = status;
+  r.discard_body = (head.content_length && *head.content_length > 0) || head.chunked;
+  const bool http09 = head.version == 9;
+  std::string body = error_page(status, !http09 && wants_padding(head));
+  keep_alive = keep_alive && !http09;
+  if (!http09) {
+    HeadFields f;
+    f.status = status;
+    f.content_type = "text/html";
+    f.content_length = body.size();
+    f.keep_alive = keep_alive;
+    r.head = write_head(f, now);
+  }
+  if (head.method != "HEAD" || http09) r.body = std::move(body);
+  r.after = keep_alive ? After::keep_alive : (r.discard_body ? After::lingering_close : After::close);
+  return r;
+}
+
 Response Site::respond(const RequestHead& head, bool plain_http_on_tls_port, std::chrono::system_clock::time_point now,
                        unsigned requests_on_connection, const Listener& listener) const {
   const bool http09 = head.version == 9;
   const bool has_body = (head.content_length && *head.content_length > 0) || head.chunked;
-  bool keep_alive = head.keep_alive && !http09;
-  if (requests_on_connection >= limits_.keepalive_requests) keep_alive = false;
-  if (head.method == "POST" && is_msie6(head)) keep_alive = false;
+  const bool keep_alive = keep_alive_allowed(head, requests_on_connection);
   const bool header_only = head.method == "HEAD";
 
   Response r;

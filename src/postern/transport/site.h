@@ -130,6 +130,14 @@ class Site {
   Response error_response(const ParseResult& failed, bool plain_http_on_tls_port,
                           std::chrono::system_clock::time_point now) const;
 
+  // Whether nginx keeps the connection open after answering `head` (its HTTP version and
+  // Connection header, keepalive_requests, the MSIE 6 POST rule).
+  bool keep_alive_allowed(const RequestHead& head, unsigned requests_on_connection) const;
+  // nginx's own page for `status` (413, 502, 504, ...) as the answer to `head`; the connection
+  // stays open when `keep_alive`, else it closes (lingering when a body was sent).
+  Response status_page(int status, const RequestHead& head, bool keep_alive,
+                       std::chrono::system_clock::time_point now) const;
+
   void set_listener(Listener listener) { listener_ = std::move(listener); }
   const Listener& listener() const noexcept { return listener_; }
 

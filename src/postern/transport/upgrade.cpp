@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "postern/transport/ascii.h"
 #include "postern/transport/errors.h"
 
 namespace postern::transport::upgrade {
@@ -21,13 +22,7 @@ std::string base64(ByteView bytes) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
-}
+using ascii::iequals;
 
 bool contains_token(std::string_view list, std::string_view token) {
   // Comma-separated, case-insensitive ("Connection: keep-alive, Upgrade").

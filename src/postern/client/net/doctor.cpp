@@ -81,27 +81,6 @@ bool is_bogon(const std::string& text) {
   return a.is_unspecified() || a.to_v6().is_link_local() || (a.to_v6().to_bytes()[0] & 0xFE) == 0xFC;
 }
 
-awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve_system(const std::string& host,
-                                                                              std::uint16_t port,
-                                                                              std::chrono::milliseconds timeout) {
-  auto ex = co_await asio::this_coro::executor;
-  tcp::resolver resolver(ex);
-  asio::steady_timer guard(ex);
-  guard.expires_after(timeout);
-  guard.async_wait([&resolver](const error_code& ec) {
-    if (!ec) resolver.cancel();
-  });
-  auto [ec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
-  guard.cancel();
-  std::vector<tcp::endpoint> out;
-  if (!ec) {
-    for (const auto& r : results) {
-      if (r.endpoint().address().is_v4()) out.push_back(r.endpoint());  // A records, as the others
-    }
-  }
-  co_return std::pair{ec, out};
-}
-
 // One A query over UDP to `server` (HOST:PORT).
 awaitable<Result<std::vector<std::string>>> resolve_udp(const std::string& server, const std::string& name,
                                                         std::chrono::milliseconds timeout) {

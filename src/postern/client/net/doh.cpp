@@ -65,27 +65,6 @@ std::optional<Url> parse_https_url(std::string_view text) {
   return url;
 }
 
-awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve_system(const std::string& host,
-                                                                              std::uint16_t port,
-                                                                              std::chrono::milliseconds timeout) {
-  auto ex = co_await asio::this_coro::executor;
-  tcp::resolver resolver(ex);
-  asio::steady_timer guard(ex);
-  guard.expires_after(timeout);
-  guard.async_wait([&resolver](const error_code& ec) {
-    if (!ec) resolver.cancel();
-  });
-  auto [ec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
-  guard.cancel();
-  std::vector<tcp::endpoint> out;
-  if (!ec) {
-    for (const auto& r : results) {
-      if (r.endpoint().address().is_v4()) out.push_back(r.endpoint());  // A records, as the others
-    }
-  }
-  co_return std::pair{ec, out};
-}
-
 // An HTTPS request on a fresh connection (for DNS-over-HTTPS): returns the body of a 200.
 awaitable<Result<Bytes>> https_post(const Url& url, const std::string& content_type, const Bytes& body,
                                     asio::ssl::context& ctx, std::chrono::milliseconds timeout) {
@@ -149,5 +128,25 @@ awaitable<Result<std::vector<std::string>>> resolve_doh(DohConfig config, std::s
   co_return parsed->addresses;
 }
 
+
+awaitable<std::pair<error_code, std::vector<tcp::endpoint>>> resolve_system(std::string host, std::uint16_t port,
+                                                                              std::chrono::milliseconds timeout) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::resolver resolver(ex);
+  asio::steady_timer guard(ex);
+  guard.expires_after(timeout);
+  guard.async_wait([&resolver](const error_code& ec) {
+    if (!ec) resolver.cancel();
+  });
+  auto [ec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
+  guard.cancel();
+  std::vector<tcp::endpoint> out;
+  if (!ec) {
+    for (const auto& r : results) {
+      if (r.endpoint().address().is_v4()) out.push_back(r.endpoint());  // A records, as the others
+    }
+  }
+  co_return std::pair{ec, out};
+}
 
 }  // namespace postern::client::net

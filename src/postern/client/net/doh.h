@@ -4,12 +4,16 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/system/error_code.hpp>
 
 #include "postern/client/net/doh_config.h"
 #include "postern/util/result.h"
@@ -21,5 +25,10 @@ namespace postern::client::net {
 // DoH server), bad_dns_message (its answer).
 boost::asio::awaitable<Result<std::vector<std::string>>> resolve_doh(DohConfig config, std::string name,
                                                                      std::chrono::milliseconds timeout);
+
+// The system resolver's IPv4 answers for host:port (A records, as the DoH query asks), given up
+// after `timeout` (the error is then operation_aborted). Shared by the DoH client and doctor.
+boost::asio::awaitable<std::pair<boost::system::error_code, std::vector<boost::asio::ip::tcp::endpoint>>>
+resolve_system(std::string host, std::uint16_t port, std::chrono::milliseconds timeout);
 
 }  // namespace postern::client::net

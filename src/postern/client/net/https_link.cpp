@@ -311,8 +311,7 @@ struct HttpsLink::Core {
     if (!inner) {
       if (inner.error() == transport::Errc::timeout) co_return Errc::timeout;
       if (inner.error() == transport::Errc::handshake_failed) co_return Errc::pin_mismatch;
-      if (inner.error() == transport::Errc::bad_token) co_return Errc::unreachable;
-      co_return Errc::unreachable;
+      co_return Errc::unreachable;  // a refused token (bad_token) included
     }
     co_return std::make_unique<Conn>(Stream(std::move(*inner)));
   }

@@ -9,10 +9,13 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <tuple>
 #include <string_view>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -23,7 +26,9 @@
 #include <openssl/ssl.h>
 
 #include "postern/crypto/secret.h"
+#include "postern/transport/ascii.h"
 #include "postern/transport/errors.h"
+#include "postern/transport/net/tls_client.h"
 
 namespace postern::transport::net {
 
@@ -47,11 +52,7 @@ std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);
-         });
-}
+using ascii::iequals;
 
 // nginx's ALPN choice for an HTTP/1.x server: the first of its protocols the client offers;
 // none in common is a fatal handshake alert.
@@ -75,6 +76,7 @@ beast::tcp_stream& tcp_of(Stream& s) {
 }
 
 enum class Step : std::uint8_t { next_request, closed, tunnel, open_api };
+
 
 struct Connection {
   const FrontSettings& settings;
@@ -142,16 +144,20 @@ awaitable<void> lingering_close(Stream& s, const site::NginxLimits& limits) {
   tcp_stream.socket().close(ignored);
 }
 
-// Reads and discards a request body of known length (nginx discards the body of a request it
-// answers without reading it, then goes on with the next request).
+// Reads and discards a request body of known length after the answer, as nginx does (to go on
+// with the next request, or before a lingering close): each read waits at most
+// lingering_timeout, all of them lingering_time; then the connection is dropped.
 template <class Stream>
 awaitable<bool> discard_body(Stream& s, Connection& c, std::uint64_t length) {
   const std::uint64_t buffered = std::min<std::uint64_t>(length, c.in.size());
   c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(buffered));
   length -= buffered;
   std::array<std::uint8_t, kReadChunk> sink{};
-  tcp_of(s).expires_after(c.limits.client_body_timeout);
+  const auto until = std::chrono::steady_clock::now() + c.limits.lingering_time;
   while (length > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) co_return false;
+    tcp_of(s).expires_after(std::min<std::chrono::steady_clock::duration>(c.limits.lingering_timeout, until - now));
     const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(length, sink.size()));
     auto [ec, n] = co_await s.async_read_some(asio::buffer(sink.data(), want), asio::as_tuple(use_awaitable));
     if (ec) co_return false;
@@ -186,6 +192,326 @@ awaitable<bool> send_response(Stream& s, const site::Response& r, const site::Ng
     buffer.clear();
   }
   co_return true;
+}
+
+// Reads and discards a chunked request body (nginx reads it to keep the connection).
+template <class Stream>
+awaitable<bool> discard_chunked_body(Stream& s, Connection& c) {
+  cover::ChunkedDecoder decoder(c.limits.large_header_buffer);
+  Bytes sink;
+  const auto until = std::chrono::steady_clock::now() + c.limits.lingering_time;
+  for (;;) {
+    std::size_t used = 0;
+    const auto status = decoder.feed(c.in, used, sink);
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(used));
+    sink.clear();
+    if (status == cover::ChunkedDecoder::Status::done) co_return true;
+    if (status == cover::ChunkedDecoder::Status::error) co_return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) co_return false;
+    tcp_of(s).expires_after(std::min<std::chrono::steady_clock::duration>(c.limits.lingering_timeout, until - now));
+    const bool more = co_await read_more(s, c);
+    if (!more) co_return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cover origin (transport/cover_origin.h): one connection to it per request, as nginx's
+// proxy_pass without an upstream keep-alive pool.
+
+enum class OriginFail : std::uint8_t { none, bad_gateway, timeout };
+
+// A connection to the origin: TCP, with TLS on top for https origins.
+struct Upstream {
+  std::optional<beast::tcp_stream> tcp;
+  std::optional<TlsStream> tls;
+
+  beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *tcp; }
+
+  // (No structured bindings of the same names in two branches of one coroutine: GCC 12
+  // miscompiles that.)
+  awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer b) {
+    std::tuple<error_code, std::size_t> result;
+    if (tls) {
+      result = co_await tls->async_read_some(b, asio::as_tuple(use_awaitable));
+    } else {
+      result = co_await tcp->async_read_some(b, asio::as_tuple(use_awaitable));
+    }
+    co_return result;
+  }
+
+  awaitable<error_code> write(asio::const_buffer b) {
+    std::tuple<error_code, std::size_t> result;
+    if (tls) {
+      result = co_await asio::async_write(*tls, b, asio::as_tuple(use_awaitable));
+    } else {
+      result = co_await asio::async_write(*tcp, b, asio::as_tuple(use_awaitable));
+    }
+    co_return std::get<0>(result);
+  }
+
+  void close() {
+    error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().socket().close(ignored);
+  }
+};
+
+OriginFail fail_of(const error_code& ec) {
+  return ec == beast::error::timeout ? OriginFail::timeout : OriginFail::bad_gateway;
+}
+
+awaitable<OriginFail> connect_origin(Upstream& up, const CoverOrigin& origin) {
+  auto executor = co_await asio::this_coro::executor;
+  up.tcp.emplace(executor);
+  // The name is resolved per request (nginx resolves it once at start); a resolver that hangs
+  // is bounded by the connect timeout.
+  tcp::resolver resolver(executor);
+  asio::steady_timer deadline(executor);
+  deadline.expires_after(origin.limits.connect_timeout);
+  bool timed_out = false;
+  deadline.async_wait([&resolver, &timed_out](const error_code& ec) {
+    if (!ec) {
+      timed_out = true;
+      resolver.cancel();
+    }
+  });
+  const std::string port = std::to_string(origin.url.port);
+  auto [rec, results] = co_await resolver.async_resolve(origin.url.host, port, asio::as_tuple(use_awaitable));
+  deadline.cancel();
+  if (rec) co_return timed_out ? OriginFail::timeout : OriginFail::bad_gateway;
+  up.tcp->expires_after(origin.limits.connect_timeout);
+  auto [cec, endpoint] = co_await up.tcp->async_connect(results, asio::as_tuple(use_awaitable));
+  (void)endpoint;
+  if (cec) co_return fail_of(cec);
+  if (!origin.url.tls) co_return OriginFail::none;
+  up.tls.emplace(up.tcp->release_socket(), *origin.tls, asio::ssl::stream_base::client);
+  up.tcp.reset();
+  SSL* ssl = up.tls->native_handle();
+  if (!set_server_name(ssl, origin.url.host) || SSL_set1_host(ssl, origin.url.host.c_str()) != 1) {
+    co_return OriginFail::bad_gateway;
+  }
+  up.lowest().expires_after(origin.limits.connect_timeout);
+  auto [hec] = co_await up.tls->async_handshake(asio::ssl::stream_base::client, asio::as_tuple(use_awaitable));
+  if (hec) co_return fail_of(hec);
+  co_return OriginFail::none;
+}
+
+// Sends an answer and ends it as nginx does: a request body it did not read is discarded first
+// (`head` given: lingering timeouts, then the connection is dropped), then the connection is
+// kept, closed, or closed lingering. The step after it.
+template <class Stream>
+awaitable<Step> send_page(Stream& s, Connection& c, site::Response r, const site::RequestHead* head) {
+  // (co_await never inside a condition: GCC 12 miscompiles it here.)
+  const bool sent = co_await send_response(s, r, c.limits);
+  if (!sent) {
+    co_await close_connection(s, false);
+    co_return Step::closed;
+  }
+  if (r.discard_body && head != nullptr) {
+    bool discarded = true;
+    if (head->chunked) {
+      discarded = co_await discard_chunked_body(s, c);
+    } else if (head->content_length) {
+      const std::uint64_t length = *head->content_length;
+      discarded = co_await discard_body(s, c, length);
+    }
+    if (!discarded) {
+      co_await close_connection(s, false);
+      co_return Step::closed;
+    }
+  }
+  if (r.after == site::After::lingering_close) {
+    co_await lingering_close(s, c.limits);
+    co_return Step::closed;
+  }
+  if (r.after == site::After::close) {
+    co_await close_connection(s, true);
+    co_return Step::closed;
+  }
+  co_return Step::next_request;
+}
+
+// Reads the visitor's request body as nginx does before proxying (proxy_request_buffering):
+// in full, de-chunked. 0: read; else the status to answer (400, 413); -1: the connection failed.
+template <class Stream>
+awaitable<int> read_request_body(Stream& s, Connection& c, const site::RequestHead& head, const CoverOrigin& origin,
+                                 Bytes& body) {
+  tcp_of(s).expires_after(c.limits.client_body_timeout);
+  if (!head.chunked) {
+    const std::uint64_t length = head.content_length.value_or(0);
+    while (c.in.size() < length) {
+      const bool more = co_await read_more(s, c);
+      if (!more) co_return -1;
+    }
+    body.assign(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(length));
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(length));
+    co_return 0;
+  }
+  cover::ChunkedDecoder decoder(c.limits.large_header_buffer);
+  for (;;) {
+    std::size_t used = 0;
+    const auto status = decoder.feed(c.in, used, body);
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(used));
+    if (body.size() > origin.limits.client_max_body_size) co_return 413;
+    if (status == cover::ChunkedDecoder::Status::done) co_return 0;
+    if (status == cover::ChunkedDecoder::Status::error) co_return 400;
+    const bool more = co_await read_more(s, c);
+    if (!more) co_return -1;
+  }
+}
+
+// Moves the origin's body to the visitor. false: it ended early or failed (the visitor's
+// connection is then closed, as nginx closes it).
+template <class Stream>
+awaitable<bool> relay_body(Stream& s, Connection& c, Upstream& up, const cover::VisitorHead& vh, Bytes& pending,
+                           const cover::ProxyLimits& limits) {
+  if (vh.origin_body == cover::Framing::none) co_return true;
+  const bool chunk_out = vh.visitor_body == cover::Framing::chunked;
+  std::uint64_t left = vh.length;
+  cover::ChunkedDecoder decoder;
+  std::array<std::uint8_t, kFileChunk> buffer{};
+  bool at_end = false;
+  for (;;) {
+    // What `pending` holds of the body, in the visitor's framing.
+    Bytes data;
+    bool finished = false;
+    if (vh.origin_body == cover::Framing::length) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, pending.size()));
+      data.assign(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
+      left -= n;
+      finished = left == 0;
+    } else if (vh.origin_body == cover::Framing::chunked) {
+      std::size_t used = 0;
+      const auto status = decoder.feed(pending, used, data);
+      if (status == cover::ChunkedDecoder::Status::error) co_return false;
+      finished = status == cover::ChunkedDecoder::Status::done;
+    } else {
+      data = pending;
+      finished = at_end;
+    }
+    pending.clear();
+    std::string out;
+    if (chunk_out) {
+      if (!data.empty()) out = cover::chunk(data);
+      if (finished) out += cover::chunk({});
+    } else {
+      out.assign(data.begin(), data.end());
+    }
+    if (!out.empty()) {
+      const asio::const_buffer to_visitor = asio::buffer(out);
+      const bool written = co_await write_all(s, to_visitor, c.limits);
+      if (!written) co_return false;
+    }
+    if (finished) co_return true;
+    if (at_end) co_return false;  // the origin closed before the body's end
+    up.lowest().expires_after(limits.read_timeout);
+    const asio::mutable_buffer into = asio::buffer(buffer);
+    auto [ec, n] = co_await up.read_some(into);
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+      at_end = true;
+      if (vh.origin_body != cover::Framing::until_close) co_return false;
+    } else if (ec) {
+      co_return false;
+    }
+    pending.assign(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+}
+
+// Answers one request from the cover origin, as nginx's proxy_pass does.
+template <class Stream>
+awaitable<Step> proxy_request(Stream& s, Connection& c, const site::RequestHead& head) {
+  const site::Site& site = *c.settings.site;
+  const CoverOrigin& origin = *c.settings.origin;
+  c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(head.head_size));
+  const bool keep_alive = site.keep_alive_allowed(head, c.requests);
+
+  std::optional<std::uint64_t> body_length;
+  Bytes body;
+  if (head.content_length || head.chunked) {
+    if (head.content_length && *head.content_length > origin.limits.client_max_body_size) {
+      // nginx answers before reading the body, then discards it, then closes lingering.
+      const site::Response r = site.status_page(413, head, false, std::chrono::system_clock::now());
+      const Step after_page = co_await send_page(s, c, r, &head);
+      co_return after_page;
+    }
+    const auto expect = head.header("Expect");
+    if (head.version >= 11 && expect && iequals(*expect, "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      const asio::const_buffer interim = asio::buffer(kContinue);
+      const bool written = co_await write_all(s, interim, c.limits);
+      if (!written) {
+        co_await close_connection(s, false);
+        co_return Step::closed;
+      }
+    }
+    const int status = co_await read_request_body(s, c, head, origin, body);
+    if (status < 0) {
+      co_await close_connection(s, false);
+      co_return Step::closed;
+    }
+    if (status > 0) {
+      const site::Response r = site.status_page(status, head, false, std::chrono::system_clock::now());
+      const Step after_page = co_await send_page(s, c, r, nullptr);
+      co_return after_page;
+    }
+    body_length = body.size();
+  }
+
+  Upstream up;
+  OriginFail failed = co_await connect_origin(up, origin);
+  cover::OriginResponse parsed;
+  Bytes from_origin;
+  if (failed == OriginFail::none) {
+    std::string request = cover::origin_request_head(head, origin.url, body_length);
+    request.append(body.begin(), body.end());
+    crypto::wipe(body.data(), body.size());
+    up.lowest().expires_after(origin.limits.send_timeout);
+    const asio::const_buffer out = asio::buffer(request);
+    const error_code wec = co_await up.write(out);
+    if (wec) failed = fail_of(wec);
+  }
+  std::array<std::uint8_t, kReadChunk> chunk{};
+  while (failed == OriginFail::none) {
+    parsed = cover::parse_origin_response(from_origin, origin.limits.buffer_size);
+    if (parsed.state != cover::OriginResponse::State::incomplete) break;
+    up.lowest().expires_after(origin.limits.read_timeout);
+    const asio::mutable_buffer into = asio::buffer(chunk);
+    auto [ec, n] = co_await up.read_some(into);
+    if (ec) {
+      failed = fail_of(ec);
+      break;
+    }
+    from_origin.insert(from_origin.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  if (failed == OriginFail::none && parsed.state == cover::OriginResponse::State::error) failed = OriginFail::bad_gateway;
+  if (failed != OriginFail::none) {
+    if (up.tcp || up.tls) up.close();
+    const int status = failed == OriginFail::timeout ? 504 : 502;
+    const site::Response r = site.status_page(status, head, keep_alive, std::chrono::system_clock::now());
+    const Step after_page = co_await send_page(s, c, r, nullptr);
+      co_return after_page;
+  }
+
+  const cover::VisitorHead vh =
+      cover::visitor_head(parsed, head, origin.url, c.listener, keep_alive, std::chrono::system_clock::now());
+  from_origin.erase(from_origin.begin(), from_origin.begin() + static_cast<std::ptrdiff_t>(parsed.head_size));
+  if (!vh.head.empty()) {
+    const asio::const_buffer head_out = asio::buffer(vh.head);
+    const bool written = co_await write_all(s, head_out, c.limits);
+    if (!written) {
+      up.close();
+      co_await close_connection(s, false);
+      co_return Step::closed;
+    }
+  }
+  const bool complete = co_await relay_body(s, c, up, vh, from_origin, origin.limits);
+  up.close();
+  if (!complete || !vh.keep_alive) {
+    co_await close_connection(s, true);
+    co_return Step::closed;
+  }
+  co_return Step::next_request;
 }
 
 bool looks_like_tunnel(const site::RequestHead& head) {
@@ -267,32 +593,17 @@ awaitable<Step> serve(Stream& s, Connection& c, bool plain) {
       }
       if (c.requests == 1 && c.settings.open_api && head.path.starts_with("/v1/")) co_return Step::open_api;
     }
+    if (c.settings.origin != nullptr && !plain) {
+      bump(c.settings.counters, &FrontCounters::site_requests);
+      const Step step = co_await proxy_request(s, c, head);
+      if (step != Step::next_request) co_return step;
+      continue;
+    }
     const site::Response r = site.respond(head, plain, now, c.requests, c.listener);
     bump(c.settings.counters, &FrontCounters::site_requests);
     c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(head.head_size));
-    if (!co_await send_response(s, r, c.limits)) {
-      co_await close_connection(s, false);
-      co_return Step::closed;
-    }
-    if (r.after == site::After::lingering_close) {
-      co_await lingering_close(s, c.limits);
-      co_return Step::closed;
-    }
-    if (r.after == site::After::close) {
-      co_await close_connection(s, true);
-      co_return Step::closed;
-    }
-    if (r.discard_body) {
-      if (head.chunked) {
-        // Discarding a chunked body needs its parser; such a request ends the connection here.
-        co_await lingering_close(s, c.limits);
-        co_return Step::closed;
-      }
-      if (head.content_length && !co_await discard_body(s, c, *head.content_length)) {
-        co_await close_connection(s, false);
-        co_return Step::closed;
-      }
-    }
+    const Step after_page = co_await send_page(s, c, r, &head);
+    if (after_page != Step::next_request) co_return after_page;
   }
 }
 
@@ -388,6 +699,21 @@ Result<std::shared_ptr<asio::ssl::context>> make_front_tls_context(const std::st
   if (ec) return Errc::bad_config;
   if (SSL_CTX_check_private_key(native) != 1) return Errc::bad_config;
   return ctx;
+}
+
+Result<CoverOrigin> make_cover_origin(std::string_view url) {
+  auto parsed = cover::parse_origin_url(url);
+  if (!parsed) return parsed.error();
+  CoverOrigin origin;
+  origin.url = std::move(*parsed);
+  if (origin.url.tls) {
+    origin.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    SSL_CTX* native = origin.tls->native_handle();
+    SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+    if (SSL_CTX_set_default_verify_paths(native) != 1) return Errc::bad_config;
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+  }
+  return origin;
 }
 
 }  // namespace postern::transport::net

@@ -21,11 +21,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include "postern/transport/cover_origin.h"
 #include "postern/transport/front_auth.h"
 #include "postern/transport/net/tls_stream.h"
 #include "postern/transport/site.h"
@@ -44,8 +46,20 @@ struct FrontCounters {
   std::atomic<std::uint64_t> open_api{0};
 };
 
+// The site as a reverse proxy to a real web site (`--cover-origin URL`; transport/cover_origin.h).
+struct CoverOrigin {
+  cover::OriginUrl url;
+  cover::ProxyLimits limits;
+  // https origins: the system's trusted CAs, the origin's name checked against its certificate
+  // and sent as SNI (nginx would need proxy_ssl_verify and proxy_ssl_server_name for that).
+  std::shared_ptr<boost::asio::ssl::context> tls;
+};
+// Errc::bad_config for a URL parse_origin_url refuses or a TLS context that cannot be built.
+Result<CoverOrigin> make_cover_origin(std::string_view url);
+
 struct FrontSettings {
-  const site::Site* site = nullptr;              // required
+  const site::Site* site = nullptr;              // required (its limits and error pages serve a cover origin too)
+  const CoverOrigin* origin = nullptr;           // set: requests go to the cover origin instead of the site's files
   const FrontAuthenticator* auth = nullptr;      // null: no tunnels (a pure web site)
   ReplayFilter* replay = nullptr;                // required with auth
   std::int64_t window_seconds = 120;             // token timestamps accepted within now +- this

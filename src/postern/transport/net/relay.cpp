@@ -106,10 +106,6 @@ std::chrono::microseconds ByteRateLimiter::charge(std::uint64_t bytes) {
   }
 }
 
-std::shared_ptr<asio::ssl::context> make_relay_client_tls_context() {
-  return make_client_tls_context();
-}
-
 awaitable<void> relay_tunnel(TlsStream client, Bytes leftover, std::string client_websocket_key,
                              const RelayUpstream& upstream, asio::ssl::context& upstream_tls,
                              const RelayOptions& options) {

@@ -67,13 +67,10 @@ struct RelayOptions {
 };
 
 // Forwards one accepted tunnel (FrontResult::Kind::tunnel) to the upstream until either side
-// closes. `upstream_tls` is a client context (see make_relay_client_tls_context).
+// closes. `upstream_tls` is a client context from make_client_tls_context() (tls_client.h): the
+// same ClientHello as Postern's client, no CA (the pin is checked).
 boost::asio::awaitable<void> relay_tunnel(TlsStream client, Bytes leftover, std::string client_websocket_key,
                                           const RelayUpstream& upstream, boost::asio::ssl::context& upstream_tls,
                                           const RelayOptions& options);
-
-// The client TLS context for upstream connections: the same ClientHello as Postern's client
-// (curl's on this system), no CA (the pin is checked).
-std::shared_ptr<boost::asio::ssl::context> make_relay_client_tls_context();
 
 }  // namespace postern::transport::net

@@ -33,6 +33,7 @@
 #include <gtest/gtest.h>
 
 #include "postern/crypto/random.h"
+#include "loopback.h"
 #include "postern/server/tls_identity.h"
 #include "postern/transport/errors.h"
 #include "postern/transport/front_auth.h"
@@ -70,69 +71,12 @@ constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 const std::string kIndex = "<html><body><h1>Welcome to our bakery</h1></body></html>\n";
 
-struct Files {
-  std::string dir, cert, key, site;
-  Files() {
-    char tmpl[] = "/tmp/front_test.XXXXXX";
-    dir = mkdtemp(tmpl);
-    cert = dir + "/cert.pem";
-    key = dir + "/key.pem";
-    site = dir + "/site";
-    auto st = postern::server::ensure_self_signed_certificate(cert, key, "localhost");
-    if (!st.ok()) throw std::runtime_error("ensure_self_signed_certificate failed");
-    std::filesystem::create_directory(site);
-    std::ofstream(site + "/index.html", std::ios::binary) << kIndex;
-  }
-  ~Files() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-  }
-};
-
-const Files& files() {
-  static const Files f;
+const postern::transport::net::test::TempIdentity& files() {
+  static const postern::transport::net::test::TempIdentity f("front_test", kIndex);
   return f;
 }
 
-class Runner {
- public:
-  asio::io_context io;
-  template <class F>
-  void spawn(F f) {
-    ++live_;
-    asio::co_spawn(io, std::move(f), [this](std::exception_ptr e) {
-      --live_;
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          std::fprintf(stderr, "coroutine failed: %s\n", x.what());
-        }
-        if (!error_) error_ = e;
-      }
-    });
-  }
-  void run(std::chrono::milliseconds limit = 8000ms) {
-    asio::steady_timer guard(io, limit);
-    guard.async_wait([this](error_code ec) {
-      if (!ec) timed_out_ = true;
-    });
-    while (live_ > 0 && !timed_out_ && !error_) {
-      if (io.run_one() == 0) break;
-    }
-    guard.cancel();
-    io.restart();
-    io.poll();
-    ASSERT_FALSE(timed_out_) << "test coroutines did not finish in time";
-    if (error_) std::rethrow_exception(error_);
-    ASSERT_EQ(live_, 0);
-  }
-
- private:
-  int live_ = 0;
-  bool timed_out_ = false;
-  std::exception_ptr error_;
-};
+using postern::transport::net::test::Runner;
 
 struct Env {
   std::shared_ptr<ssl::context> server_ctx;

@@ -40,6 +40,7 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include "loopback.h"
 #include "postern/server/tls_identity.h"
 
 namespace {
@@ -55,26 +56,11 @@ using asio::ip::tcp;
 using boost::system::error_code;
 using postern::transport::net::TlsStream;
 using ClientStream = ssl::stream<tcp::socket>;
+using postern::transport::net::test::Runner;
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
-struct Identity {
-  std::string dir, cert, key;
-  Identity() {
-    char tmpl[] = "/tmp/tls_stream_test.XXXXXX";
-    dir = mkdtemp(tmpl);
-    cert = dir + "/cert.pem";
-    key = dir + "/key.pem";
-    auto st = postern::server::ensure_self_signed_certificate(cert, key, "localhost");
-    if (!st.ok()) throw std::runtime_error("ensure_self_signed_certificate failed");
-  }
-  ~Identity() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-  }
-};
-
-const Identity& identity() {
-  static const Identity id;
+const postern::transport::net::test::TempIdentity& identity() {
+  static const postern::transport::net::test::TempIdentity id("tls_stream_test");
   return id;
 }
 
@@ -96,51 +82,6 @@ std::unique_ptr<ssl::context> client_context(int max_version = 0) {
   if (max_version != 0) SSL_CTX_set_max_proto_version(ctx->native_handle(), max_version);
   return ctx;
 }
-
-// Runs the coroutines to completion; rethrows the first exception.
-class Runner {
- public:
-  asio::io_context io;
-  // f: a callable returning awaitable<void>; co_spawn keeps it (and a lambda's captures) alive.
-  template <class F>
-  void spawn(F f) {
-    ++live_;
-    asio::co_spawn(io, std::move(f), [this](std::exception_ptr e) {
-      --live_;
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          std::fprintf(stderr, "coroutine failed: %s\n", x.what());
-        }
-      }
-      if (e && !error_) error_ = e;
-    });
-  }
-  void run(std::chrono::seconds limit = std::chrono::seconds(20)) {
-    asio::steady_timer guard(io, limit);
-    guard.async_wait([this](error_code ec) {
-      if (!ec) {
-        timed_out_ = true;
-        io.stop();
-      }
-    });
-    while (live_ > 0 && !timed_out_ && !error_) {
-      if (io.run_one() == 0) break;
-    }
-    guard.cancel();
-    io.restart();
-    io.poll();
-    ASSERT_FALSE(timed_out_) << "test coroutines did not finish in time";
-    if (error_) std::rethrow_exception(error_);
-    ASSERT_EQ(live_, 0);
-  }
-
- private:
-  int live_ = 0;
-  bool timed_out_ = false;
-  std::exception_ptr error_;
-};
 
 // A connected pair of sockets on 127.0.0.1.
 std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& io) {
