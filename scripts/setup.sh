@@ -17,6 +17,10 @@ PACKAGES=(
   # camouflage front is compared with, HAProxy the relay benchmark's peer, microsocks the SOCKS5
   # proxy of the path tests. Tests start and stop their own instances.
   nginx haproxy microsocks
+  # The censor lab (issue 6, docs/censorship.md): namespaces and rules (iproute2, iptables), the
+  # systems compared with Postern (Tor's obfs4 transport, shadowsocks-libev, trojan) and the heat
+  # map (gnuplot). The lab starts and stops its own instances.
+  iproute2 iptables tor obfs4proxy shadowsocks-libev trojan gnuplot-nox curl
 )
 
 missing=()
@@ -32,8 +36,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # Installing nginx or haproxy must not start system services on this machine (the tests run
-  # their own instances on loopback): a policy-rc.d that forbids starts, for this install only.
+  # Installing nginx, haproxy, tor, shadowsocks-libev or trojan must not start system services on
+  # this machine (the tests run their own instances on loopback or in their own namespaces): a
+  # policy-rc.d that forbids starts, for this install only.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null

@@ -3,7 +3,7 @@
 # exactly this):
 #   1. release build (gcc, warnings as errors): unit tests and the interop pairs (ctest)
 #   2. ASan + UBSan build: unit tests and the interop pairs again
-#   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 30)
+#   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 20)
 #   4. the benchmarks in --quick mode, so that they keep building and running
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ asan() {
     cmake --build --preset asan -j "$jobs" &&
     ctest --preset asan
 }
-fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"; }
+fuzz() { bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"; }
 bench() {
   ./build/release/bench/postern-bench --quick &&
     ./build/release/bench/postern-loadbench --quick &&

@@ -1,0 +1,220 @@
+// See dns.h. The injector keeps one table of forwarded queries keyed by the id it used upstream
+// (fresh ids, so two users' equal ids never mix), each entry naming the user's address and id;
+// entries older than kPendingTimeout are dropped.
+#include "postern/lab/net/dns.h"
+
+#include <array>
+#include <cctype>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "postern/lab/errors.h"
+#include "postern/lab/net/middlebox.h"
+#include "postern/transport/dns_message.h"
+
+namespace postern::lab::net {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using error_code = boost::system::error_code;
+using udp = asio::ip::udp;
+
+namespace {
+
+constexpr std::size_t kHeader = 12;
+constexpr std::size_t kMaxName = 255;  // wire length, RFC 1035 2.3.4
+constexpr std::size_t kMaxLabel = 63;
+constexpr std::size_t kMaxDatagram = 4096;
+
+std::uint16_t be16(ByteView b, std::size_t at) {
+  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
+}
+
+}  // namespace
+
+Result<DnsQuestion> parse_query(ByteView m) {
+  if (m.size() < kHeader) return Errc::bad_config;
+  DnsQuestion q;
+  q.id = be16(m, 0);
+  const std::uint8_t flags = m[2];
+  if ((flags & 0x80) != 0) return Errc::bad_config;         // a response
+  if (((flags >> 3) & 0x0f) != 0) return Errc::bad_config;  // not a standard query
+  if (be16(m, 4) != 1) return Errc::bad_config;             // exactly one question
+  std::size_t at = kHeader;
+  std::size_t wire = 1;  // the root label's length byte
+  for (;;) {
+    if (at >= m.size()) return Errc::bad_config;
+    const std::uint8_t len = m[at++];
+    if (len == 0) break;
+    if ((len & 0xc0) != 0) return Errc::bad_config;  // a pointer or a reserved label type
+    if (len > kMaxLabel) return Errc::bad_config;
+    wire += 1u + len;
+    if (wire > kMaxName) return Errc::bad_config;
+    if (m.size() - at < len) return Errc::bad_config;
+    if (!q.name.empty()) q.name += '.';
+    for (std::size_t i = 0; i < len; ++i) {
+      const auto c = static_cast<unsigned char>(m[at + i]);
+      if (c == '.' || c < 0x21 || c > 0x7e) return Errc::bad_config;  // not a host-name-like label
+      q.name += static_cast<char>(std::tolower(c));
+    }
+    at += len;
+  }
+  if (m.size() - at < 4) return Errc::bad_config;
+  q.qtype = be16(m, at);
+  q.qclass = be16(m, at + 2);
+  return q;
+}
+
+// ---- DnsInjector ----
+
+DnsInjector::DnsInjector(CensorRuntime& rt, std::uint16_t listen_port, udp::endpoint resolver)
+    : rt_(rt), port_(listen_port), resolver_(std::move(resolver)), socket_(rt.io()), upstream_(rt.io()) {}
+
+Status DnsInjector::open() {
+  error_code ec;
+  socket_.open(udp::v4(), ec);
+  if (!ec) socket_.bind(udp::endpoint(asio::ip::address_v4::any(), port_), ec);
+  if (!ec) upstream_.open(udp::v4(), ec);
+  if (!ec) upstream_.bind(udp::endpoint(asio::ip::address_v4::any(), 0), ec);
+  if (ec) {
+    rt_.log(3, "dns: cannot bind port " + std::to_string(port_) + ": " + ec.message());
+    return Errc::io_error;
+  }
+  next_id_ = static_cast<std::uint16_t>(rt_.rng()());
+  return {};
+}
+
+void DnsInjector::start() {
+  asio::co_spawn(rt_.io(), client_loop(), asio::detached);
+  asio::co_spawn(rt_.io(), upstream_loop(), asio::detached);
+}
+
+void DnsInjector::close() {
+  error_code ignored;
+  socket_.close(ignored);
+  upstream_.close(ignored);
+}
+
+void DnsInjector::expire_pending() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    it = it->second.deadline <= now ? pending_.erase(it) : std::next(it);
+  }
+}
+
+void DnsInjector::forward(ByteView query, const DnsQuestion& q, const udp::endpoint& from) {
+  expire_pending();
+  if (pending_.size() >= kMaxPending) return;  // a flood: the user retries
+  std::uint16_t id = next_id_++;
+  while (pending_.contains(id)) id = next_id_++;
+  pending_[id] = Pending{from, q.id, std::chrono::steady_clock::now() + kPendingTimeout};
+  Bytes out(query.begin(), query.end());
+  out[0] = static_cast<std::uint8_t>(id >> 8);
+  out[1] = static_cast<std::uint8_t>(id);
+  error_code ec;
+  upstream_.send_to(asio::buffer(out), resolver_, 0, ec);
+  if (ec) {
+    pending_.erase(id);
+    rt_.log(2, "dns: forwarding failed: " + ec.message());
+  }
+}
+
+awaitable<void> DnsInjector::client_loop() {
+  std::vector<std::uint8_t> buf(kMaxDatagram);
+  const std::string resolver = resolver_.address().to_string();
+  while (socket_.is_open()) {
+    udp::endpoint from;
+    auto [ec, n] = co_await socket_.async_receive_from(asio::buffer(buf), from, asio::as_tuple(use_awaitable));
+    if (ec == asio::error::operation_aborted || !socket_.is_open()) break;
+    if (ec) continue;
+    const ByteView query(buf.data(), n);
+    auto q = parse_query(query);
+    if (!q) continue;  // not a query: dropped, as a resolver would
+    const auto forged = rt_.censor().on_dns_query(from.address().to_string(), resolver, q->name, Clock::now());
+    rt_.pump();
+    if (!forged.empty() && q->qtype == transport::dns::kTypeA) {
+      auto answer = transport::dns::build_response(query, forged, 300);
+      if (answer) {
+        error_code sec;
+        socket_.send_to(asio::buffer(*answer), from, 0, sec);
+      }
+    }
+    forward(query, *q, from);
+  }
+}
+
+awaitable<void> DnsInjector::upstream_loop() {
+  std::vector<std::uint8_t> buf(kMaxDatagram);
+  while (upstream_.is_open()) {
+    udp::endpoint from;
+    auto [ec, n] = co_await upstream_.async_receive_from(asio::buffer(buf), from, asio::as_tuple(use_awaitable));
+    if (ec == asio::error::operation_aborted || !upstream_.is_open()) break;
+    if (ec || n < kHeader || from != resolver_) continue;
+    const std::uint16_t id = be16(ByteView(buf.data(), n), 0);
+    const auto it = pending_.find(id);
+    if (it == pending_.end()) continue;
+    const Pending p = it->second;
+    pending_.erase(it);
+    buf[0] = static_cast<std::uint8_t>(p.client_id >> 8);
+    buf[1] = static_cast<std::uint8_t>(p.client_id);
+    error_code sec;
+    socket_.send_to(asio::buffer(buf.data(), n), p.client, 0, sec);
+  }
+}
+
+// ---- LabResolver ----
+
+Result<Bytes> lab_resolver_answer(ByteView query, const std::map<std::string, std::string>& records) {
+  POSTERN_TRY(DnsQuestion q, parse_query(query));
+  const auto it = records.find(q.name);
+  if (it == records.end()) {
+    auto r = transport::dns::build_response(query, {}, 60, 3);
+    if (!r) return Errc::bad_config;
+    return std::move(r).value();
+  }
+  std::vector<std::string> addresses;
+  if (q.qtype == transport::dns::kTypeA) addresses.push_back(it->second);
+  auto r = transport::dns::build_response(query, addresses, 60, 0);
+  if (!r) return Errc::bad_config;
+  return std::move(r).value();
+}
+
+LabResolver::LabResolver(asio::io_context& io, udp::endpoint listen, std::map<std::string, std::string> records)
+    : io_(io), listen_(std::move(listen)), records_(std::move(records)), socket_(io) {}
+
+Status LabResolver::open() {
+  error_code ec;
+  socket_.open(listen_.protocol(), ec);
+  if (!ec) socket_.bind(listen_, ec);
+  if (ec) return Errc::io_error;
+  return {};
+}
+
+void LabResolver::start() { asio::co_spawn(io_, loop(), asio::detached); }
+
+void LabResolver::close() {
+  error_code ignored;
+  socket_.close(ignored);
+}
+
+awaitable<void> LabResolver::loop() {
+  std::vector<std::uint8_t> buf(kMaxDatagram);
+  while (socket_.is_open()) {
+    udp::endpoint from;
+    auto [ec, n] = co_await socket_.async_receive_from(asio::buffer(buf), from, asio::as_tuple(use_awaitable));
+    if (ec == asio::error::operation_aborted || !socket_.is_open()) break;
+    if (ec) continue;
+    auto answer = lab_resolver_answer(ByteView(buf.data(), n), records_);
+    if (!answer) continue;
+    error_code sec;
+    socket_.send_to(asio::buffer(*answer), from, 0, sec);
+  }
+}
+
+}  // namespace postern::lab::net

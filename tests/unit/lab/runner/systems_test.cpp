@@ -1,0 +1,153 @@
+// The systems' configuration texts, the pluggable-transport argument encoding and the scenario
+// helpers (PNG, counters, events).
+#include "postern/lab/runner/systems.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "postern/lab/runner/scenarios.h"
+
+namespace postern::lab::runner {
+namespace {
+
+TEST(LabSystems, ListAndQuickSet) {
+  std::vector<std::string> quick;
+  for (const auto& s : systems())
+    if (s.quick) quick.push_back(s.name);
+  EXPECT_EQ(quick, (std::vector<std::string>{"postern-direct", "postern-relay", "whatsapp-like", "shadowsocks"}));
+  ASSERT_NE(find_system("obfs4"), nullptr);
+  EXPECT_NE(find_system("obfs4")->description.find("without the Tor network"), std::string::npos);
+  EXPECT_EQ(find_system("nope"), nullptr);
+  EXPECT_EQ(path_of_address("10.20.0.11"), "relay");
+  EXPECT_EQ(path_of_address("10.20.0.13"), "proxy");
+  EXPECT_EQ(path_of_address("10.20.0.12"), "direct");
+  EXPECT_EQ(path_of_address("10.20.0.30"), "");
+}
+
+TEST(LabSystems, ServerToml) {
+  const std::string t = server_toml({"postern.lab", {"10.20.0.10"}, true});
+  EXPECT_NE(t.find("[server]\npublic_host = \"postern.lab\"\npublic_addresses = [\"10.20.0.10\"]\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("[pow]\ndifficulty = 8\n[password]\nopslimit = 1\nmemlimit = 8192\n"), std::string::npos);
+  EXPECT_EQ(t.find("[front]"), std::string::npos);
+  const std::string wa = server_toml({"chat.whatsapp.lab", {}, false});
+  EXPECT_EQ(wa.find("public_addresses"), std::string::npos);
+  EXPECT_NE(wa.find("[front]\nenabled = false\n"), std::string::npos);
+}
+
+TEST(LabSystems, ProxyConfigs) {
+  auto ss = nlohmann::json::parse(ss_server_json("pw1"));
+  EXPECT_EQ(ss["server"], "10.20.0.13");
+  EXPECT_EQ(ss["server_port"], 8388);
+  EXPECT_EQ(ss["method"], "chacha20-ietf-poly1305");
+  EXPECT_EQ(ss["password"], "pw1");
+  auto local = nlohmann::json::parse(ss_local_json("pw1"));
+  EXPECT_EQ(local["local_address"], "127.0.0.1");
+  EXPECT_EQ(local["local_port"], 1080);
+  auto ts = nlohmann::json::parse(trojan_server_json("pw2", "/c.pem", "/k.pem"));
+  EXPECT_EQ(ts["run_type"], "server");
+  EXPECT_EQ(ts["local_addr"], "10.20.0.15");
+  EXPECT_EQ(ts["remote_addr"], "10.20.0.30");  // the fallback: the baseline nginx
+  EXPECT_EQ(ts["password"], nlohmann::json({"pw2"}));
+  EXPECT_EQ(ts["ssl"]["cert"], "/c.pem");
+  auto tc = nlohmann::json::parse(trojan_client_json("pw2", "/c.pem"));
+  EXPECT_EQ(tc["local_port"], 1081);
+  EXPECT_EQ(tc["ssl"]["sni"], "cover.lab");
+  EXPECT_EQ(tc["ssl"]["verify"], true);
+  const std::string ng = nginx_conf("/r", "/site", "/c.pem", "/k.pem");
+  EXPECT_NE(ng.find("listen 10.20.0.30:443 ssl;"), std::string::npos);
+  EXPECT_NE(ng.find("listen 10.20.0.30:80;"), std::string::npos);
+  EXPECT_NE(ng.find("root /site;"), std::string::npos);
+  EXPECT_NE(ng.find("daemon off;"), std::string::npos);
+}
+
+TEST(LabSystems, PluggableTransportLines) {
+  const auto args = smethod_args("SMETHOD obfs4 10.20.0.14:9443 ARGS:cert=AbC+/9,iat-mode=0");
+  ASSERT_TRUE(args.has_value());
+  ASSERT_EQ(args->size(), 2u);
+  EXPECT_EQ((*args)[0], (std::pair<std::string, std::string>{"cert", "AbC+/9"}));
+  EXPECT_EQ((*args)[1], (std::pair<std::string, std::string>{"iat-mode", "0"}));
+  const auto escaped = smethod_args("SMETHOD x 1.2.3.4:5 ARGS:k=a\\,b\\=c");
+  ASSERT_TRUE(escaped.has_value());
+  EXPECT_EQ((*escaped)[0].second, "a,b=c");
+  EXPECT_FALSE(smethod_args("SMETHODS DONE").has_value());
+  EXPECT_FALSE(smethod_args("SMETHOD x 1.2.3.4:5 ARGS:k=trailing\\").has_value());
+  EXPECT_EQ(cmethod_address("CMETHOD obfs4 socks5 127.0.0.1:40123"), "127.0.0.1:40123");
+  EXPECT_FALSE(cmethod_address("CMETHODS DONE").has_value());
+  EXPECT_FALSE(cmethod_address("CMETHOD obfs4 socks4 127.0.0.1:1").has_value());
+}
+
+TEST(LabSystems, PtSocksEncoding) {
+  EXPECT_EQ(pt_socks_username({{"cert", "AbC+/9"}, {"iat-mode", "0"}}), "cert=AbC+/9;iat-mode=0");
+  EXPECT_EQ(pt_socks_username({{"k", "a;b=c\\"}}), "k=a\\;b\\=c\\\\");
+  EXPECT_EQ(percent_encode("a=b;c+/ ~"), "a%3Db%3Bc%2B%2F%20~");
+  EXPECT_EQ(pt_proxy_url({{"cert", "AbC+/9"}, {"iat-mode", "0"}}, "127.0.0.1:40123"),
+            "socks5://cert%3DAbC%2B%2F9%3Biat-mode%3D0:%00@127.0.0.1:40123");
+  EXPECT_FALSE(pt_proxy_url({{"cert", std::string(300, 'A')}}, "127.0.0.1:1").has_value());
+  EXPECT_FALSE(pt_proxy_url({}, "127.0.0.1:1").has_value());
+}
+
+TEST(LabSystems, InviteWithEndpoint) {
+  EXPECT_EQ(invite_with_endpoint("postern://postern.lab:443?pin=sha256/x&key=k&addr=10.20.0.10&secret=s", "10.20.0.14", 9443),
+            "postern://10.20.0.14:9443?pin=sha256/x&key=k&secret=s");
+  EXPECT_EQ(invite_with_endpoint("postern://relay@h:1?pin=p", "h2", 2), "postern://relay@h2:2?pin=p");
+  EXPECT_EQ(invite_with_endpoint("not a link", "h", 1), "not a link");
+}
+
+TEST(LabScenarios, PngIsWellFormed) {
+  const Bytes png = make_png(4, 3, 7);
+  ASSERT_GT(png.size(), 8u + 25u + 12u);
+  EXPECT_EQ(Bytes(png.begin(), png.begin() + 8), (Bytes{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}));
+  EXPECT_EQ(std::string(png.begin() + 12, png.begin() + 16), "IHDR");
+  EXPECT_EQ(png[19], 4);  // width 4
+  EXPECT_EQ(png[23], 3);  // height 3
+  // IHDR's CRC, computed by hand for 4x3 RGB 8-bit: the chunk must match zlib's crc32
+  EXPECT_EQ(std::string(png.end() - 8, png.end() - 4), "IEND");
+  EXPECT_EQ(Bytes(png.end() - 4, png.end()), (Bytes{0xae, 0x42, 0x60, 0x82}));  // IEND's well-known CRC
+  EXPECT_EQ(make_png(4, 3, 7), png);
+  EXPECT_NE(make_png(4, 3, 8), png);
+  const Bytes big = make_png(590, 590, 1);
+  EXPECT_GT(big.size(), 1'000'000u);
+  EXPECT_LT(big.size(), 1'100'000u);
+  const std::string abc = "abc";
+  EXPECT_EQ(sha256_hex(ByteView(reinterpret_cast<const std::uint8_t*>(abc.data()), abc.size())),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(LabScenarios, CountersAndPath) {
+  const std::string listing =
+      "table ip postern_lab_meter {\n\tchain pre {\n\t\ttype filter hook prerouting priority -400; policy accept;\n"
+      "\t\tiifname \"cu0\" ip daddr 10.20.0.10 counter packets 10 bytes 5000\n"
+      "\t\tiifname \"cu0\" ip daddr 10.20.0.11 counter packets 20 bytes 90000\n\t}\n}\n";
+  const auto m = PathMeter::parse(listing);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m.at("10.20.0.10"), 5000u);
+  EXPECT_EQ(path_from({{"10.20.0.10", 1000}, {"10.20.0.11", 89000}}, m), "direct");
+  EXPECT_EQ(path_from({{"10.20.0.10", 0}, {"10.20.0.11", 0}}, m), "relay");
+  EXPECT_EQ(path_from(m, m), "");
+  // Stray retransmissions (under 1000 bytes) are not a path.
+  EXPECT_EQ(path_from({{"10.20.0.10", 4500}, {"10.20.0.11", 90000}}, m), "");
+  EXPECT_EQ(path_from({{"10.20.0.10", 4000}, {"10.20.0.11", 90000}}, m), "direct");
+  const auto cmds = PathMeter::install_commands("pl00aa-censor");
+  EXPECT_EQ(cmds[0], (Argv{"ip", "netns", "exec", "pl00aa-censor", "nft", "add", "table", "ip", "postern_lab_meter"}));
+}
+
+TEST(LabScenarios, FlagsFromEvents) {
+  const std::string events =
+      "{\"t\":1.0,\"module\":\"fet\",\"action\":\"blackhole\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.13\",\"port\":8388}\n"
+      "not json\n"
+      "{\"t\":1.5,\"module\":\"probe\",\"action\":\"probe-differs\",\"client\":\"10.20.0.201\",\"server\":\"10.20.0.13\"}\n"
+      "{\"t\":1.6,\"module\":\"fet\",\"action\":\"blackhole\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.13\"}\n"
+      "{\"t\":2.0,\"module\":\"sni\",\"action\":\"rst\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.12\"}\n"
+      "{\"t\":2.1,\"module\":\"dns\",\"action\":\"forged\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.53\"}\n"
+      "{\"t\":2.2,\"module\":\"flow\",\"action\":\"pass\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.13\"}\n";
+  EXPECT_EQ(flags_from_events(events, {"10.20.0.13"}),
+            (std::vector<std::string>{"fet/blackhole", "probe/probe-differs", "dns/forged"}));
+  EXPECT_EQ(flags_from_events(events, {"10.20.0.12"}), (std::vector<std::string>{"sni/rst", "dns/forged"}));
+  EXPECT_TRUE(flags_from_events("", {"10.20.0.12"}).empty());
+  EXPECT_EQ(payloads(true), (std::vector<std::string>{"text", "reply", "picture"}));
+  EXPECT_EQ(payloads(false).back(), "video");
+}
+
+}  // namespace
+}  // namespace postern::lab::runner
