@@ -214,13 +214,22 @@ def tls_records(data):
     return out if i == len(data) and out else None
 
 
+def same_timing(a, b):
+    """The same timing class, or closes within 0.3 s of each other: two servers that both close
+    after a 1 s timeout land on either side of the 1 s class boundary by a few milliseconds, which
+    no prober can tell apart from network jitter."""
+    if a.end == "open" or b.end == "open":
+        return a.end == b.end
+    return a.timing() == b.timing() or abs(a.seconds - b.seconds) <= 0.3
+
+
 def same_reaction(a, b):
-    if a.summary() == b.summary():
+    if a.summary()[:2] == b.summary()[:2] and same_timing(a, b):
         return True
     # Raw TLS answers (a replayed ClientHello): fresh randoms and ECDSA signatures of varying
     # length; a prober compares the record types and sizes.
     ra, rb = tls_records(a.data), tls_records(b.data)
-    if ra is None or rb is None or len(ra) != len(rb) or a.end != b.end or a.timing() != b.timing():
+    if ra is None or rb is None or len(ra) != len(rb) or a.end != b.end or not same_timing(a, b):
         return False
     return all(ta == tb and abs(la - lb) <= 8 for (ta, la), (tb, lb) in zip(ra, rb))
 

@@ -73,7 +73,9 @@ std::chrono::milliseconds left(steady::time_point deadline) {
 bool receive_until(const Services& s, const Account& a, const std::string& marker, steady::time_point deadline,
                    steady::time_point& seen, std::string* output = nullptr) {
   while (left(deadline).count() > 0 && !interrupted()) {
-    auto p = s.client_spawn(a, {"receive", "--timeout", "5"});
+    // --timeout 1: the client ends 1 s after the queue is drained (having acknowledged what it
+    // printed); when the message is not there yet, the loop starts another one.
+    auto p = s.client_spawn(a, {"receive", "--timeout", "1"});
     if (!p.ok()) return false;
     bool found = false;
     while (true) {
@@ -86,7 +88,7 @@ bool receive_until(const Services& s, const Account& a, const std::string& marke
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (found) {
-      // Let it acknowledge what it printed and end by itself (the --timeout), at most 10 s.
+      // Let it acknowledge what it printed and end by itself (1 s after the queue drained), at most 10 s.
       const auto until = steady::now() + std::chrono::seconds(10);
       while (running(p->pid) && steady::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
       stop(p->pid);
