@@ -336,6 +336,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
           continue;
         }
         std::cerr << "postern-lab: " << profile << " / " << s->name << "\n";
+        lab.services().refresh(*s, deadline);
         for (auto& c : run_scenarios(lab.services(), *s, profile, media, lab.meter(), po)) {
           if (!o.no_censor && settings.ok()) {
             for (auto& f : static_flags(*settings, *s)) {

@@ -129,7 +129,8 @@ const std::vector<ProfileInfo> kProfiles = {
     {"tls-in-tls",
      "an inner TLS handshake in the first bursts' sizes black-holed (Xue et al., USENIX Security 2024; nDPI)"},
     {"volume",
-     "over 30 MiB to a server for at most 2 clients: probed, then blocked if unlike nginx (net4people #69, #129)"},
+     "over 16 MiB (scaled to the lab) to a server for at most 2 clients: probed, then blocked if unlike nginx "
+     "(net4people #69, #129)"},
     {"gfw",
      "all modules with the Great Firewall's figures: FET p=0.26, SNI penalty p=0.6, 3 RSTs, 90 s / 180 s; probes "
      "1 s after a new server (IMC 2020: 20 % within 1 s; the lab caps the delay so runs stay short)"},
@@ -331,7 +332,7 @@ Result<CensorSettings> make_profile(std::string_view name, const LabKnowledge& k
     s.fet_residual = std::chrono::seconds{180};
     s.probe_every_new_server = true;
     s.probe_delay = std::chrono::seconds{1};
-    s.volume_bytes = 30ull * 1024 * 1024;
+    s.volume_bytes = 16ull * 1024 * 1024;
     s.volume_max_clients = 2;
   } else {
     return Errc::bad_config;

@@ -58,7 +58,9 @@ struct CensorSettings {
   std::chrono::milliseconds probe_window{3000};  // how long each probe's reaction is watched
   bool probe_every_new_server = true;            // false: only servers a flow made suspicious (FET, volume)
   // Volume escalation
-  std::uint64_t volume_bytes = 30ull * 1024 * 1024;  // per server address
+  // Per server address. Scaled to the lab: a real censor counts gigabytes over days; the lab's
+  // payloads (a 20 MB video) cross 16 MiB within one run.
+  std::uint64_t volume_bytes = 16ull * 1024 * 1024;
   unsigned volume_max_clients = 2;                   // "fewer than K clients": at most this many
   // Blocks decided at run time (probing, volume) last this long.
   std::chrono::seconds address_block{3600};

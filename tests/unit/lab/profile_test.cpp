@@ -144,7 +144,7 @@ TEST(LabProfileTest, GfwHasTheReportedFigures) {
   EXPECT_EQ(s->fet_residual, std::chrono::seconds(180));
   EXPECT_TRUE(s->probe_every_new_server);
   EXPECT_EQ(s->probe_delay, std::chrono::seconds(1));
-  EXPECT_EQ(s->volume_bytes, 30ull * 1024 * 1024);
+  EXPECT_EQ(s->volume_bytes, 16ull * 1024 * 1024);
   EXPECT_EQ(s->volume_max_clients, 2u);
   EXPECT_EQ(s->allowed_ports, (std::vector<std::uint16_t>{53, 80, 443}));
 }

@@ -260,20 +260,32 @@ Result<Finished> run(const std::string& name, const Argv& argv, const Env& env, 
   return f;
 }
 
-Result<std::string> wait_for_line(const std::string& path, const std::string& prefix, pid_t pid,
-                                  std::chrono::milliseconds timeout) {
+namespace {
+template <class Match>
+Result<std::string> wait_for(const std::string& path, pid_t pid, std::chrono::milliseconds timeout, Match match) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     std::istringstream in(read_file(path));
     std::string line;
     while (std::getline(in, line)) {
-      if (line.rfind(prefix, 0) == 0) return line;
+      if (match(line)) return line;
     }
     if (pid >= 0 && !running(pid)) return Errc::failed;
     if (std::chrono::steady_clock::now() >= deadline) return Errc::timeout;
     if (interrupted()) return Errc::failed;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
+}
+}  // namespace
+
+Result<std::string> wait_for_line(const std::string& path, const std::string& prefix, pid_t pid,
+                                  std::chrono::milliseconds timeout) {
+  return wait_for(path, pid, timeout, [&](const std::string& line) { return line.rfind(prefix, 0) == 0; });
+}
+
+Result<std::string> wait_for_text(const std::string& path, const std::string& text, pid_t pid,
+                                  std::chrono::milliseconds timeout) {
+  return wait_for(path, pid, timeout, [&](const std::string& line) { return line.find(text) != std::string::npos; });
 }
 
 void install_signal_handlers() {

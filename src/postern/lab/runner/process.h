@@ -55,6 +55,9 @@ Result<Finished> run(const std::string& name, const Argv& argv, const Env& env, 
 // newline); timeout, or the process exited first (pid >= 0): error.
 Result<std::string> wait_for_line(const std::string& path, const std::string& prefix, pid_t pid,
                                   std::chrono::milliseconds timeout);
+// The same for a line that contains `text` anywhere (log lines that start with a time stamp).
+Result<std::string> wait_for_text(const std::string& path, const std::string& text, pid_t pid,
+                                  std::chrono::milliseconds timeout);
 
 // Runs argv in the foreground with our stdin/stdout/stderr (the `shell` command), SIGINT ignored
 // by the lab meanwhile; returns its exit status.

@@ -19,6 +19,11 @@ constexpr unsigned kSsPort = 8388;
 constexpr unsigned kSsLocalPort = 1080;
 constexpr unsigned kTrojanLocalPort = 1081;
 constexpr unsigned kObfs4Port = 9443;
+constexpr unsigned kTorSocksPort = 9050;
+constexpr unsigned kTorBridgeOrPort = 9001;
+constexpr unsigned kTorAuthorityOrPort = 5001;  // the relays take the next ports
+constexpr unsigned kTorAuthorityDirPort = 7001;
+constexpr int kTorRelays = 2;                    // besides the authority
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -68,12 +73,12 @@ const std::vector<SystemInfo>& systems() {
        {{"trojan", "trojan"}},
        false,
        {addr::trojan}},
-      {"obfs4",
-       "Postern's client through obfs4proxy run as Tor's pluggable transport but without the Tor network: the "
-       "client PT in the user node, the server PT (bridge) on 10.20.0.14:9443 forwarding to Postern's server. "
-       "The censor sees the same obfs4 bytes between user and bridge as with Tor; the Tor circuits beyond the "
-       "bridge are not built",
-       {{"obfs4proxy", "obfs4proxy"}},
+      {"tor-obfs4",
+       "Postern's client through Tor with an obfs4 bridge: a private Tor network abroad (one directory "
+       "authority and two exit relays on 10.20.0.16, TestingTorNetwork), an unpublished obfs4 bridge on "
+       "10.20.0.14:9443, and a Tor client in the user node that knows only the bridge (SOCKS on 127.0.0.1:9050); "
+       "the exit connects to Postern's server",
+       {{"tor", "tor"}, {"tor-gencert", "tor"}, {"obfs4proxy", "obfs4proxy"}},
        false,
        {addr::obfs4}},
   };
@@ -188,84 +193,131 @@ std::string trojan_client_json(const std::string& password, const std::string& c
   return j.dump(2) + "\n";
 }
 
-std::optional<std::vector<std::pair<std::string, std::string>>> smethod_args(const std::string& line) {
-  std::istringstream in(line);
-  std::string keyword, transport, address, rest;
-  if (!(in >> keyword >> transport >> address) || keyword != "SMETHOD") return std::nullopt;
-  std::vector<std::pair<std::string, std::string>> out;
-  std::string option;
-  while (in >> option) {
-    if (option.rfind("ARGS:", 0) != 0) continue;
-    const std::string list = option.substr(5);
-    std::string key, value, *cur = &key;
-    bool escaped = false;
-    for (char c : list) {
-      if (escaped) {
-        *cur += c;
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '=' && cur == &key) {
-        cur = &value;
-      } else if (c == ',') {
-        if (!key.empty()) out.emplace_back(key, value);
-        key.clear();
-        value.clear();
-        cur = &key;
-      } else {
-        *cur += c;
-      }
-    }
-    if (escaped) return std::nullopt;
-    if (!key.empty()) out.emplace_back(key, value);
-  }
-  return out;
+namespace {
+
+bool is_hex40(const std::string& s) {
+  if (s.size() != 40) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
 }
 
-std::optional<std::string> cmethod_address(const std::string& line) {
-  std::istringstream in(line);
-  std::string keyword, transport, proto, address;
-  if (!(in >> keyword >> transport >> proto >> address) || keyword != "CMETHOD" || proto != "socks5")
+std::string upper(std::string s) {
+  for (auto& c : s)
+    if (c >= 'a' && c <= 'f') c = static_cast<char>(c - 'a' + 'A');
+  return s;
+}
+
+}  // namespace
+
+std::string tor_dir_authority(const std::string& nickname, const std::string& address, unsigned or_port,
+                              unsigned dir_port, const std::string& v3ident, const std::string& fingerprint) {
+  return "DirAuthority " + nickname + " orport=" + std::to_string(or_port) + " no-v2 v3ident=" + v3ident + " " +
+         address + ":" + std::to_string(dir_port) + " " + fingerprint;
+}
+
+TorNodeConfig tor_node(TorRole role, const std::string& nickname, const std::string& data_dir,
+                       const std::string& address, unsigned or_port, const std::string& dir_authority) {
+  TorNodeConfig c;
+  c.role = role;
+  c.nickname = nickname;
+  c.data_dir = data_dir;
+  c.address = address;
+  c.or_port = or_port;
+  c.dir_authority = dir_authority;
+  return c;
+}
+
+std::string torrc(const TorNodeConfig& c) {
+  std::string t = "# postern-lab: a node of the lab's private Tor network\n";
+  // TestingTorNetwork: private addresses allowed, fast downloads. The voting below makes the
+  // first consensus in about 20 s; every relay's flags are voted in at once (no reachability
+  // tests, no bandwidth or uptime thresholds), as chutney's minimal networks do.
+  t += "TestingTorNetwork 1\n";
+  t += "DataDirectory " + c.data_dir + "\n";
+  t += "RunAsDaemon 0\nLog notice stdout\nSafeLogging 1\nShutdownWaitLength 0\n";
+  t += c.dir_authority + "\n";
+  if (c.role != TorRole::client) {
+    t += "Nickname " + c.nickname + "\n";
+    t += "AssumeReachable 1\n";
+    t += "Address " + c.address + "\n";
+    t += "ORPort " + c.address + ":" + std::to_string(c.or_port) + "\n";
+    t += "SocksPort 0\n";
+  }
+  switch (c.role) {
+    case TorRole::authority:
+      t += "AuthoritativeDirectory 1\nV3AuthoritativeDirectory 1\nContactInfo lab@postern.lab\n";
+      t += "DirPort " + c.address + ":" + std::to_string(c.dir_port) + "\n";
+      t += "TestingV3AuthInitialVotingInterval 10\nTestingV3AuthInitialVoteDelay 2\nTestingV3AuthInitialDistDelay 2\n";
+      t += "V3AuthVotingInterval 10\nV3AuthVoteDelay 2\nV3AuthDistDelay 2\n";
+      t += "TestingDirAuthVoteExit *\nTestingDirAuthVoteGuard *\nTestingDirAuthVoteHSDir *\n";
+      t += "TestingMinExitFlagThreshold 0\n";
+      [[fallthrough]];
+    case TorRole::relay:
+      // Every relay is an exit. The policy must accept all addresses: the summaries clients
+      // choose exits by leave private ranges out, so "accept 10.20.0.0/24:*" would read as
+      // "no exit" to them. The lab's namespaces have no route out of the lab.
+      t += "ExitRelay 1\nExitPolicy accept *:*\n";
+      break;
+    case TorRole::bridge:
+      // Not published anywhere: the user's client knows it from its Bridge line, as with a
+      // bridge from bridges.torproject.org or a friend.
+      t += "BridgeRelay 1\nPublishServerDescriptor 0\nExitPolicy reject *:*\n";
+      t += "ServerTransportPlugin obfs4 exec " + c.obfs4proxy + "\n";
+      t += "ServerTransportListenAddr obfs4 " + c.address + ":" + std::to_string(c.pt_port) + "\n";
+      t += "ExtORPort auto\n";
+      break;
+    case TorRole::client:
+      t += "SocksPort 127.0.0.1:" + std::to_string(c.socks_port) + "\n";
+      t += "UseBridges 1\nBridge " + c.bridge + "\n";
+      t += "ClientTransportPlugin obfs4 exec " + c.obfs4proxy + "\n";
+      break;
+  }
+  return t;
+}
+
+std::optional<std::string> tor_certificate_fingerprint(const std::string& certificate) {
+  std::istringstream in(certificate);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("fingerprint ", 0) != 0) continue;
+    const std::string hex = trim(line.substr(12));
+    if (is_hex40(hex)) return upper(hex);
     return std::nullopt;
-  return address;
-}
-
-std::string pt_socks_username(const std::vector<std::pair<std::string, std::string>>& args) {
-  auto esc = [](const std::string& s) {
-    std::string out;
-    for (char c : s) {
-      if (c == ';' || c == '=' || c == '\\') out += '\\';
-      out += c;
-    }
-    return out;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < args.size(); ++i) out += (i ? ";" : "") + esc(args[i].first) + "=" + esc(args[i].second);
-  return out;
-}
-
-std::string percent_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                            c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
   }
-  return out;
+  return std::nullopt;
 }
 
-std::optional<std::string> pt_proxy_url(const std::vector<std::pair<std::string, std::string>>& args,
-                                        const std::string& socks_address) {
-  const std::string user = pt_socks_username(args);
-  if (user.empty() || user.size() > 255) return std::nullopt;
-  return "socks5://" + percent_encode(user) + ":%00@" + socks_address;
+std::optional<std::string> tor_fingerprint_file(const std::string& text) {
+  std::istringstream in(text);
+  std::string nickname, hex, extra;
+  if (!(in >> nickname >> hex) || (in >> extra) || !is_hex40(hex)) return std::nullopt;
+  return upper(hex);
+}
+
+std::optional<std::string> obfs4_bridge_arguments(const std::string& bridgeline_file) {
+  std::istringstream in(bridgeline_file);
+  std::string line;
+  std::optional<std::string> found;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string bridge, transport, address, fingerprint, word;
+    if (!(words >> bridge >> transport >> address >> fingerprint) || bridge != "Bridge" || transport != "obfs4")
+      continue;
+    std::string cert, iat;
+    while (words >> word) {
+      if (word.rfind("cert=", 0) == 0) cert = word.substr(5);
+      else if (word.rfind("iat-mode=", 0) == 0) iat = word.substr(9);
+    }
+    // cert: the bridge's node ID and public key, base64 without padding (70 characters).
+    const bool cert_ok = !cert.empty() && cert.size() <= 128 &&
+                         cert.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") ==
+                             std::string::npos;
+    const bool iat_ok = iat == "0" || iat == "1" || iat == "2";
+    if (!cert_ok || !iat_ok) return std::nullopt;
+    found = "cert=" + cert + " iat-mode=" + iat;
+  }
+  return found;
 }
 
 std::string invite_with_endpoint(const std::string& invite, const std::string& host, unsigned port) {
@@ -478,6 +530,107 @@ Status Services::start_postern(std::string& why) {
   return register_account(bob_, invite_, why);
 }
 
+Status Services::start_tor_network(std::string& why) {
+  const std::string dir = run_ + "/tor";
+  const std::string auth = dir + "/auth";
+  std::error_code ec;
+  std::filesystem::create_directories(auth + "/keys", ec);
+  // The authority's v3 keys (tor-gencert; an empty passphrase from /dev/null) and its relay
+  // identity (tor --list-fingerprint writes the keys and the fingerprint file, then exits).
+  const std::string dir_address = std::string(addr::tor) + ":" + std::to_string(kTorAuthorityDirPort);
+  auto g = run("tor-gencert",
+               {"tor-gencert", "--create-identity-key", "-m", "12", "-a", dir_address, "-i",
+                auth + "/keys/authority_identity_key", "-s", auth + "/keys/authority_signing_key", "-c",
+                auth + "/keys/authority_certificate", "--passphrase-fd", "0"},
+               {}, run_, std::chrono::seconds(60));
+  if (!g.ok() || g->exit_code != 0) {
+    why = "tor-gencert failed: " + (g.ok() ? trim(g->err) : g.error().message());
+    return Errc::failed;
+  }
+  auto f = run("tor-fingerprint",
+               {"tor", "--list-fingerprint", "--quiet", "--orport", "1", "--dirserver",
+                "x 127.0.0.1:1 ffffffffffffffffffffffffffffffffffffffff", "--datadirectory", auth},
+               {}, run_, std::chrono::seconds(60));
+  const auto v3ident = tor_certificate_fingerprint(read_file(auth + "/keys/authority_certificate"));
+  const auto identity = tor_fingerprint_file(read_file(auth + "/fingerprint"));
+  if (!f.ok() || f->exit_code != 0 || !v3ident || !identity) {
+    why = "cannot make the Tor authority's keys: " + (f.ok() ? trim(f->err) : f.error().message());
+    return Errc::failed;
+  }
+  tor_dir_authority_ = tor_dir_authority("auth", addr::tor, kTorAuthorityOrPort, kTorAuthorityDirPort, *v3ident,
+                                         *identity);
+  const std::string obfs4proxy = find_program("obfs4proxy").value_or("obfs4proxy");
+  auto start_node = [&](TorNodeConfig c) -> Status {
+    std::filesystem::create_directories(c.data_dir, ec);
+    const std::string file = c.data_dir + "/torrc";
+    POSTERN_CHECK(write_file(file, torrc(c)));
+    auto p = start("tor-" + c.nickname, Node::server, {"tor", "-f", file});
+    if (!p.ok()) {
+      why = "cannot start tor (" + c.nickname + ")";
+      return p.error();
+    }
+    return {};
+  };
+  auto a = tor_node(TorRole::authority, "auth", auth, addr::tor, kTorAuthorityOrPort, tor_dir_authority_);
+  a.dir_port = kTorAuthorityDirPort;
+  POSTERN_CHECK(start_node(a));
+  for (int i = 1; i <= kTorRelays; ++i) {
+    const std::string nickname = "relay" + std::to_string(i);
+    const auto r = tor_node(TorRole::relay, nickname, dir + "/" + nickname, addr::tor,
+                            kTorAuthorityOrPort + static_cast<unsigned>(i), tor_dir_authority_);
+    POSTERN_CHECK(start_node(r));
+  }
+  auto b = tor_node(TorRole::bridge, "bridge", dir + "/bridge", addr::obfs4, kTorBridgeOrPort, tor_dir_authority_);
+  b.pt_port = kObfs4Port;
+  b.obfs4proxy = obfs4proxy;
+  POSTERN_CHECK(start_node(b));
+  // The bridge is ready when it has a consensus and has built its own circuits (its log says
+  // "Bootstrapped 100%"); by then obfs4proxy has written the bridge line.
+  auto ready = wait_for_text(run_ + "/tor-bridge.out", "Bootstrapped 100%", -1, std::chrono::seconds(120));
+  const auto fp = tor_fingerprint_file(read_file(b.data_dir + "/fingerprint"));
+  const auto args = obfs4_bridge_arguments(read_file(b.data_dir + "/pt_state/obfs4_bridgeline.txt"));
+  if (!ready.ok() || !fp || !args) {
+    why = "the Tor network did not come up within 120 s: " + tail_of(run_ + "/tor-bridge.out");
+    return Errc::timeout;
+  }
+  tor_bridge_ = "obfs4 " + std::string(addr::obfs4) + ":" + std::to_string(kObfs4Port) + " " + *fp + " " + *args;
+  return {};
+}
+
+Status Services::start_tor_client(std::chrono::milliseconds wait, std::string& why) {
+  if (tor_client_ >= 0) stop(tor_client_);
+  tor_client_ = -1;
+  TorNodeConfig c;
+  c.role = TorRole::client;
+  c.data_dir = run_ + "/tor/client";  // kept between starts: the cached consensus makes a restart quick
+  c.socks_port = kTorSocksPort;
+  c.dir_authority = tor_dir_authority_;
+  c.bridge = tor_bridge_;
+  c.obfs4proxy = find_program("obfs4proxy").value_or("obfs4proxy");
+  std::error_code ec;
+  std::filesystem::create_directories(c.data_dir, ec);
+  POSTERN_CHECK(write_file(c.data_dir + "/torrc", torrc(c)));
+  const std::string name = "tor-client-" + std::to_string(tor_client_starts_++);
+  auto p = start(name, Node::user, {"tor", "-f", c.data_dir + "/torrc"});
+  if (!p.ok()) {
+    why = "cannot start the Tor client";
+    return p.error();
+  }
+  tor_client_ = p->pid;
+  auto ready = wait_for_text(p->out_path, "Bootstrapped 100%", p->pid, wait);
+  if (!ready.ok()) {
+    why = "the Tor client did not bootstrap through the bridge: " + tail_of(p->out_path);
+    return ready.error();
+  }
+  return {};
+}
+
+void Services::refresh(const SystemInfo& s, std::chrono::milliseconds wait) {
+  if (s.name != "tor-obfs4" || !prepared(s.name)) return;
+  std::string why;
+  (void)start_tor_client(wait, why);  // not ready: the scenarios record what the censor does
+}
+
 Status Services::prepare(const SystemInfo& s, std::string& why) {
   for (const auto& t : s.tools) {
     if (!find_program(t.program)) {
@@ -567,46 +720,12 @@ Status Services::prepare(const SystemInfo& s, std::string& why) {
       return w;
     }
     alice.proxy = "socks5://127.0.0.1:" + std::to_string(kTrojanLocalPort);
-  } else if (s.name == "obfs4") {
-    std::error_code ec;
-    std::filesystem::create_directories(run_ + "/obfs4-server", ec);
-    std::filesystem::create_directories(run_ + "/obfs4-client", ec);
-    const std::string bind = std::string(addr::obfs4) + ":" + std::to_string(kObfs4Port);
-    auto srv = start("obfs4-server", Node::server, {"obfs4proxy"},
-                     {{"TOR_PT_MANAGED_TRANSPORT_VER", "1"},
-                      {"TOR_PT_STATE_LOCATION", run_ + "/obfs4-server"},
-                      {"TOR_PT_SERVER_TRANSPORTS", "obfs4"},
-                      {"TOR_PT_SERVER_BINDADDR", "obfs4-" + bind},
-                      {"TOR_PT_ORPORT", std::string(addr::server) + ":443"}});
-    if (!srv.ok()) return srv.error();
-    auto sline = wait_for_line(srv->out_path, "SMETHOD obfs4 ", srv->pid, std::chrono::seconds(15));
-    if (!sline.ok()) {
-      why = "the obfs4 server PT did not start: " + tail_of(srv->out_path) + " " + tail_of(srv->err_path);
-      return sline.error();
-    }
-    const auto args = smethod_args(*sline);
-    auto cli = start("obfs4-client", Node::user, {"obfs4proxy"},
-                     {{"TOR_PT_MANAGED_TRANSPORT_VER", "1"},
-                      {"TOR_PT_STATE_LOCATION", run_ + "/obfs4-client"},
-                      {"TOR_PT_CLIENT_TRANSPORTS", "obfs4"}});
-    if (!cli.ok()) return cli.error();
-    auto cline = wait_for_line(cli->out_path, "CMETHOD obfs4 ", cli->pid, std::chrono::seconds(15));
-    if (!cline.ok()) {
-      why = "the obfs4 client PT did not start: " + tail_of(cli->out_path) + " " + tail_of(cli->err_path);
-      return cline.error();
-    }
-    const auto socks = cmethod_address(*cline);
-    if (!args || !socks) {
-      why = "cannot read the obfs4 PT lines";
-      return Errc::failed;
-    }
-    const auto url = pt_proxy_url(*args, *socks);
-    if (!url) {
-      why = "the obfs4 arguments do not fit a SOCKS5 user name";
-      return Errc::failed;
-    }
-    alice.proxy = *url;
-    invite = invite_with_endpoint(invite_, addr::obfs4, kObfs4Port);
+  } else if (s.name == "tor-obfs4") {
+    POSTERN_CHECK(start_tor_network(why));
+    POSTERN_CHECK(start_tor_client(std::chrono::seconds(90), why));
+    alice.proxy = "socks5://127.0.0.1:" + std::to_string(kTorSocksPort);
+    // The exit connects to the server's address: no name to resolve abroad.
+    invite = invite_with_endpoint(invite_, addr::server, 443);
   } else {
     why = "unknown system " + s.name;
     return Errc::bad_config;

@@ -1,6 +1,7 @@
 // The systems the lab compares (docs/censorship.md, "Systems"): Postern straight to its server,
 // Postern with a relay, a WhatsApp-like service (a plain TLS API on a telling name), and Postern
-// carried by the tools a user would otherwise pick: Shadowsocks, Trojan and obfs4. Each carries
+// carried by the tools a user would otherwise pick: Shadowsocks, Trojan and Tor with an obfs4
+// bridge (a private Tor network inside the lab). Each carries
 // the same payloads (Postern messages from alice in the user node to bob abroad); a system is
 // only how alice's client reaches the server.
 //
@@ -54,22 +55,38 @@ std::string ss_local_json(const std::string& password);
 std::string trojan_server_json(const std::string& password, const std::string& cert, const std::string& key);
 std::string trojan_client_json(const std::string& password, const std::string& ca_cert);
 
-// ---- pluggable transports (Tor's PT specification, version 1) ----
-// "SMETHOD obfs4 10.20.0.14:9443 ARGS:cert=AAA,iat-mode=0" -> {cert: AAA, iat-mode: 0} (the
-// ARGS list is comma-separated with '\' escapes); nothing when the line is not an SMETHOD line.
-std::optional<std::vector<std::pair<std::string, std::string>>> smethod_args(const std::string& line);
-// "CMETHOD obfs4 socks5 127.0.0.1:40123" -> "127.0.0.1:40123".
-std::optional<std::string> cmethod_address(const std::string& line);
-// The SOCKS5 user name that carries PT arguments: "k=v;k=v" with ';', '=' and '\' in keys or
-// values escaped by '\'.
-std::string pt_socks_username(const std::vector<std::pair<std::string, std::string>>& args);
-// RFC 3986 percent-encoding of everything but unreserved characters.
-std::string percent_encode(const std::string& s);
-// The --proxy URL for Postern's client: socks5://<args>:<NUL>@HOST:PORT, percent-encoded (the PT
-// spec: arguments that fit in the user name leave the password a single NUL byte). Nothing when
-// the user name passes 255 bytes (then it would have to be split, which Postern cannot express).
-std::optional<std::string> pt_proxy_url(const std::vector<std::pair<std::string, std::string>>& args,
-                                        const std::string& socks_address);
+// ---- a private Tor network (Tor's TestingTorNetwork mode, docs/censorship.md "Systems") ----
+// One directory authority and two relays on 10.20.0.16 (all exits), an obfs4 bridge on
+// 10.20.0.14 that does not publish itself, and a Tor client in the user node that knows only the
+// bridge. The texts are pure; Services runs them.
+enum class TorRole { authority, relay, bridge, client };
+struct TorNodeConfig {
+  TorRole role = TorRole::relay;
+  std::string nickname;       // 1-19 letters and digits
+  std::string data_dir;
+  std::string address;        // authority, relay, bridge: the address they listen on
+  unsigned or_port = 0;       // authority, relay, bridge
+  unsigned dir_port = 0;      // authority
+  unsigned pt_port = 0;       // bridge: obfs4's listening port
+  unsigned socks_port = 0;    // client: SOCKS on 127.0.0.1
+  std::string dir_authority;  // the DirAuthority line every node shares (tor_dir_authority)
+  std::string bridge;         // client: "obfs4 HOST:PORT FINGERPRINT cert=... iat-mode=N"
+  std::string obfs4proxy;     // bridge, client: the obfs4proxy program
+};
+// A relay-like node (authority, relay, bridge) listening on ADDRESS:OR_PORT.
+TorNodeConfig tor_node(TorRole role, const std::string& nickname, const std::string& data_dir,
+                       const std::string& address, unsigned or_port, const std::string& dir_authority);
+std::string torrc(const TorNodeConfig& c);
+// "DirAuthority NICK orport=OR no-v2 v3ident=V3IDENT HOST:DIR FINGERPRINT".
+std::string tor_dir_authority(const std::string& nickname, const std::string& address, unsigned or_port,
+                              unsigned dir_port, const std::string& v3ident, const std::string& fingerprint);
+// The v3 identity in an authority certificate (tor-gencert's output: the "fingerprint HEX" line).
+std::optional<std::string> tor_certificate_fingerprint(const std::string& certificate);
+// A relay's identity from its DataDirectory/fingerprint file ("NICK HEX").
+std::optional<std::string> tor_fingerprint_file(const std::string& text);
+// The transport arguments of the bridge's pt_state/obfs4_bridgeline.txt ("cert=... iat-mode=N"
+// from its Bridge line); nothing when the file has no well-formed Bridge obfs4 line.
+std::optional<std::string> obfs4_bridge_arguments(const std::string& bridgeline_file);
 
 // An invite link with another HOST:PORT and without addr= parameters.
 std::string invite_with_endpoint(const std::string& invite, const std::string& host, unsigned port);
@@ -102,6 +119,11 @@ class Services {
   // What the system needs besides Postern's server, and alice's registration through it. A
   // missing tool: Errc::tool_missing with `why` = "<tool> missing".
   Status prepare(const SystemInfo& s, std::string& why);
+  // Before each profile: a system whose client keeps state between connections starts it afresh
+  // (the Tor client, which would otherwise wait out its retry schedule for a bridge it found
+  // blocked under the previous profile). Waits at most `wait` for it to be ready, and is quiet
+  // when it is not: then the scenarios show what the censor does.
+  void refresh(const SystemInfo& s, std::chrono::milliseconds wait);
 
   const Account& alice(const std::string& system) const { return alice_.at(system); }
   const Account& bob(const std::string& system) const;
@@ -119,6 +141,8 @@ class Services {
   Status make_cert(const std::string& name, const std::string& cn, std::string& cert, std::string& key,
                    std::string& why);
   Result<Spawned> start(const std::string& name, Node node, const Argv& argv, const Env& env = {});
+  Status start_tor_network(std::string& why);
+  Status start_tor_client(std::chrono::milliseconds wait, std::string& why);
   std::string random_password() const;
 
   const Topology& topo_;
@@ -128,6 +152,10 @@ class Services {
   std::string invite_;     // Postern's server
   std::string wa_invite_;  // the WhatsApp-like server
   std::map<std::string, Account> alice_;
+  std::string tor_dir_authority_;  // the private Tor network's DirAuthority line
+  std::string tor_bridge_;         // its obfs4 bridge, as the client's Bridge line has it
+  pid_t tor_client_ = -1;
+  unsigned tor_client_starts_ = 0;
   Account bob_, bob_wa_;
 };
 

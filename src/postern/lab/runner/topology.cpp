@@ -23,7 +23,7 @@ struct Abroad {
 std::vector<Abroad> abroad() {
   return {
       {Node::server, "vsrv", {addr::server, addr::whatsapp, addr::shadowsocks, addr::obfs4, addr::trojan,
-                              addr::baseline, addr::resolver}},
+                              addr::tor, addr::baseline, addr::resolver}},
       {Node::relay, "vrly", {addr::relay}},
       {Node::recipient, "vrcp", {addr::recipient}},
   };

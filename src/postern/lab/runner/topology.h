@@ -30,6 +30,7 @@ inline constexpr const char* whatsapp = "10.20.0.12";    // the WhatsApp-like se
 inline constexpr const char* shadowsocks = "10.20.0.13";
 inline constexpr const char* obfs4 = "10.20.0.14";       // the obfs4 bridge
 inline constexpr const char* trojan = "10.20.0.15";
+inline constexpr const char* tor = "10.20.0.16";         // the private Tor network's relays
 inline constexpr const char* recipient = "10.20.0.20";
 inline constexpr const char* baseline = "10.20.0.30";    // stock nginx, the censor's baseline
 inline constexpr const char* resolver = "10.20.0.53";

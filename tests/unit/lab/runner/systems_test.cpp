@@ -1,5 +1,5 @@
-// The systems' configuration texts, the pluggable-transport argument encoding and the scenario
-// helpers (PNG, counters, events).
+// The systems' configuration texts (Postern, nginx, Shadowsocks, Trojan, the private Tor network)
+// and the scenario helpers (PNG, counters, events).
 #include "postern/lab/runner/systems.h"
 
 #include <gtest/gtest.h>
@@ -16,8 +16,9 @@ TEST(LabSystems, ListAndQuickSet) {
   for (const auto& s : systems())
     if (s.quick) quick.push_back(s.name);
   EXPECT_EQ(quick, (std::vector<std::string>{"postern-direct", "postern-relay", "whatsapp-like", "shadowsocks"}));
-  ASSERT_NE(find_system("obfs4"), nullptr);
-  EXPECT_NE(find_system("obfs4")->description.find("without the Tor network"), std::string::npos);
+  ASSERT_NE(find_system("tor-obfs4"), nullptr);
+  EXPECT_EQ(find_system("tor-obfs4")->addresses, std::vector<std::string>{"10.20.0.14"});  // the bridge alone
+  EXPECT_EQ(find_system("obfs4"), nullptr);
   EXPECT_EQ(find_system("nope"), nullptr);
   EXPECT_EQ(path_of_address("10.20.0.11"), "relay");
   EXPECT_EQ(path_of_address("10.20.0.13"), "proxy");
@@ -61,30 +62,82 @@ TEST(LabSystems, ProxyConfigs) {
   EXPECT_NE(ng.find("daemon off;"), std::string::npos);
 }
 
-TEST(LabSystems, PluggableTransportLines) {
-  const auto args = smethod_args("SMETHOD obfs4 10.20.0.14:9443 ARGS:cert=AbC+/9,iat-mode=0");
-  ASSERT_TRUE(args.has_value());
-  ASSERT_EQ(args->size(), 2u);
-  EXPECT_EQ((*args)[0], (std::pair<std::string, std::string>{"cert", "AbC+/9"}));
-  EXPECT_EQ((*args)[1], (std::pair<std::string, std::string>{"iat-mode", "0"}));
-  const auto escaped = smethod_args("SMETHOD x 1.2.3.4:5 ARGS:k=a\\,b\\=c");
-  ASSERT_TRUE(escaped.has_value());
-  EXPECT_EQ((*escaped)[0].second, "a,b=c");
-  EXPECT_FALSE(smethod_args("SMETHODS DONE").has_value());
-  EXPECT_FALSE(smethod_args("SMETHOD x 1.2.3.4:5 ARGS:k=trailing\\").has_value());
-  EXPECT_EQ(cmethod_address("CMETHOD obfs4 socks5 127.0.0.1:40123"), "127.0.0.1:40123");
-  EXPECT_FALSE(cmethod_address("CMETHODS DONE").has_value());
-  EXPECT_FALSE(cmethod_address("CMETHOD obfs4 socks4 127.0.0.1:1").has_value());
+bool has_line(const std::string& text, const std::string& line) {
+  return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
 }
 
-TEST(LabSystems, PtSocksEncoding) {
-  EXPECT_EQ(pt_socks_username({{"cert", "AbC+/9"}, {"iat-mode", "0"}}), "cert=AbC+/9;iat-mode=0");
-  EXPECT_EQ(pt_socks_username({{"k", "a;b=c\\"}}), "k=a\\;b\\=c\\\\");
-  EXPECT_EQ(percent_encode("a=b;c+/ ~"), "a%3Db%3Bc%2B%2F%20~");
-  EXPECT_EQ(pt_proxy_url({{"cert", "AbC+/9"}, {"iat-mode", "0"}}, "127.0.0.1:40123"),
-            "socks5://cert%3DAbC%2B%2F9%3Biat-mode%3D0:%00@127.0.0.1:40123");
-  EXPECT_FALSE(pt_proxy_url({{"cert", std::string(300, 'A')}}, "127.0.0.1:1").has_value());
-  EXPECT_FALSE(pt_proxy_url({}, "127.0.0.1:1").has_value());
+TEST(LabSystems, TorrcForEachRole) {
+  const std::string da = tor_dir_authority("auth", "10.20.0.16", 5001, 7001, std::string(40, 'A'), std::string(40, 'B'));
+  EXPECT_EQ(da, "DirAuthority auth orport=5001 no-v2 v3ident=" + std::string(40, 'A') + " 10.20.0.16:7001 " +
+                    std::string(40, 'B'));
+
+  auto a = tor_node(TorRole::authority, "auth", "/r/tor/auth", "10.20.0.16", 5001, da);
+  a.dir_port = 7001;
+  const std::string at = torrc(a);
+  for (const char* l : {"TestingTorNetwork 1", "DataDirectory /r/tor/auth", "Nickname auth", "AssumeReachable 1",
+                        "ORPort 10.20.0.16:5001", "DirPort 10.20.0.16:7001", "AuthoritativeDirectory 1",
+                        "V3AuthoritativeDirectory 1", "V3AuthVotingInterval 10", "TestingDirAuthVoteExit *",
+                        "TestingDirAuthVoteGuard *", "ExitRelay 1", "ExitPolicy accept *:*", "SocksPort 0",
+                        "Log notice stdout", "RunAsDaemon 0"})
+    EXPECT_TRUE(has_line(at, l)) << l << "\n" << at;
+  EXPECT_TRUE(has_line(at, da));
+
+  const auto r = tor_node(TorRole::relay, "relay1", "/r/tor/relay1", "10.20.0.16", 5002, da);
+  const std::string rt = torrc(r);
+  EXPECT_TRUE(has_line(rt, "ORPort 10.20.0.16:5002"));
+  EXPECT_TRUE(has_line(rt, "ExitPolicy accept *:*"));
+  EXPECT_FALSE(has_line(rt, "AuthoritativeDirectory 1"));
+  EXPECT_EQ(rt.find("DirPort"), std::string::npos);
+
+  auto b = tor_node(TorRole::bridge, "bridge", "/r/tor/bridge", "10.20.0.14", 9001, da);
+  b.pt_port = 9443;
+  b.obfs4proxy = "/usr/bin/obfs4proxy";
+  const std::string bt = torrc(b);
+  for (const char* l : {"BridgeRelay 1", "PublishServerDescriptor 0", "ExitPolicy reject *:*",
+                        "ServerTransportPlugin obfs4 exec /usr/bin/obfs4proxy",
+                        "ServerTransportListenAddr obfs4 10.20.0.14:9443", "ExtORPort auto", "ORPort 10.20.0.14:9001"})
+    EXPECT_TRUE(has_line(bt, l)) << l << "\n" << bt;
+  EXPECT_EQ(bt.find("ExitRelay 1"), std::string::npos);
+
+  TorNodeConfig c;
+  c.role = TorRole::client;
+  c.data_dir = "/r/tor/client";
+  c.socks_port = 9050;
+  c.bridge = "obfs4 10.20.0.14:9443 " + std::string(40, 'C') + " cert=xyz iat-mode=0";
+  c.obfs4proxy = "/usr/bin/obfs4proxy";
+  c.dir_authority = da;
+  const std::string ct = torrc(c);
+  for (const char* l : {"SocksPort 127.0.0.1:9050", "UseBridges 1", "ClientTransportPlugin obfs4 exec /usr/bin/obfs4proxy",
+                        "TestingTorNetwork 1"})
+    EXPECT_TRUE(has_line(ct, l)) << l << "\n" << ct;
+  EXPECT_TRUE(has_line(ct, "Bridge " + c.bridge));
+  EXPECT_EQ(ct.find("ORPort"), std::string::npos);  // a client relays nothing
+  EXPECT_EQ(ct.find("Nickname"), std::string::npos);
+}
+
+TEST(LabSystems, TorKeyFiles) {
+  const std::string hex = "7BE7EC30F5C04B8E01AC0AFDC284BF51DA4A0A8C";
+  EXPECT_EQ(tor_certificate_fingerprint("dir-key-certificate-version 3\ndir-address 10.20.0.16:7001\nfingerprint " +
+                                        hex + "\ndir-key-published 2026-11-30 02:00:00\n"),
+            hex);
+  EXPECT_EQ(tor_certificate_fingerprint("fingerprint 7be7ec30f5c04b8e01ac0afdc284bf51da4a0a8c\n"), hex);
+  EXPECT_FALSE(tor_certificate_fingerprint("fingerprint XYZ\n").has_value());
+  EXPECT_FALSE(tor_certificate_fingerprint("").has_value());
+  EXPECT_EQ(tor_fingerprint_file("Unnamed " + hex + "\n"), hex);
+  EXPECT_FALSE(tor_fingerprint_file("Unnamed").has_value());
+  EXPECT_FALSE(tor_fingerprint_file("Unnamed " + hex + " extra").has_value());
+  EXPECT_FALSE(tor_fingerprint_file("Unnamed C1A1 1C69").has_value());
+
+  const std::string cert(70, 'a');
+  const std::string file = "# obfs4 torrc client bridge line\n#\n# This file is an automatically generated bridge line.\n"
+                           "\nBridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=" +
+                           cert + "+/9 iat-mode=0\n";
+  EXPECT_EQ(obfs4_bridge_arguments(file), "cert=" + cert + "+/9 iat-mode=0");
+  EXPECT_FALSE(obfs4_bridge_arguments("# nothing here\n").has_value());
+  EXPECT_FALSE(obfs4_bridge_arguments("Bridge obfs4 a b cert=" + cert + "\n").has_value());             // no iat-mode
+  EXPECT_FALSE(obfs4_bridge_arguments("Bridge obfs4 a b cert=a=b iat-mode=0\n").has_value());           // not base64
+  EXPECT_FALSE(obfs4_bridge_arguments("Bridge obfs4 a b cert=" + cert + " iat-mode=7\n").has_value());  // no such mode
+  EXPECT_FALSE(obfs4_bridge_arguments("Bridge meek a b cert=" + cert + " iat-mode=0\n").has_value());
 }
 
 TEST(LabSystems, InviteWithEndpoint) {

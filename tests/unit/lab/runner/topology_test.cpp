@@ -31,7 +31,7 @@ TEST(LabTopology, SetupCommands) {
   EXPECT_TRUE(has(c, {"ip", "-n", "pl00aa-censor", "addr", "add", "10.20.0.201/24", "dev", "br0"}));
   EXPECT_TRUE(has(c, {"ip", "-n", "pl00aa-censor", "addr", "add", "10.20.0.208/24", "dev", "br0"}));
   EXPECT_FALSE(has(c, {"ip", "-n", "pl00aa-censor", "addr", "add", "10.20.0.209/24", "dev", "br0"}));
-  for (const char* a : {"10.20.0.10/24", "10.20.0.12/24", "10.20.0.13/24", "10.20.0.14/24", "10.20.0.15/24",
+  for (const char* a : {"10.20.0.10/24", "10.20.0.12/24", "10.20.0.13/24", "10.20.0.14/24", "10.20.0.15/24", "10.20.0.16/24",
                         "10.20.0.30/24", "10.20.0.53/24"})
     EXPECT_TRUE(has(c, {"ip", "-n", "pl00aa-server", "addr", "add", a, "dev", "eth0"})) << a;
   EXPECT_TRUE(has(c, {"ip", "-n", "pl00aa-relay", "addr", "add", "10.20.0.11/24", "dev", "eth0"}));
