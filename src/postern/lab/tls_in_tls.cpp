@@ -88,6 +88,7 @@ void TlsInTlsDetector::application_data(Direction d, std::size_t length) {
   if (length == 0) return;
   if (!bursts_.empty() && bursts_.back().direction == d) {
     bursts_.back().bytes += length;
+    ++bursts_.back().records;
     return;
   }
   // A new burst completes the previous one.
@@ -96,17 +97,17 @@ void TlsInTlsDetector::application_data(Direction d, std::size_t length) {
   if (complete >= 3) {
     const TlsInTlsSettings& s = settings_;
     suspicious_ = bursts_[0].direction == Direction::client_to_server &&
-                  within(bursts_[0].bytes, s.hello_min, s.hello_max) &&
+                  within(bursts_[0].first_record, s.hello_min, s.hello_max) &&
                   bursts_[1].direction == Direction::server_to_client &&
                   within(bursts_[1].bytes, s.server_min, s.server_max) &&
                   bursts_[2].direction == Direction::client_to_server &&
-                  within(bursts_[2].bytes, s.finished_min, s.finished_max);
+                  within(bursts_[2].first_record, s.finished_min, s.finished_max);
   }
   if (complete >= needed) {
     decided_ = true;
     return;
   }
-  bursts_.push_back({d, length});
+  bursts_.push_back({d, length, length, 1});
 }
 
 std::string TlsInTlsDetector::describe() const {
@@ -115,6 +116,7 @@ std::string TlsInTlsDetector::describe() const {
     if (!s.empty()) s += ' ';
     s += b.direction == Direction::client_to_server ? 'c' : 's';
     s += std::to_string(b.bytes);
+    if (b.direction == Direction::client_to_server && b.records > 1) s += "/" + std::to_string(b.first_record);
   }
   return s;
 }

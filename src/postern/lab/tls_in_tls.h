@@ -3,6 +3,10 @@
 // in the sizes of the first application-data bursts after the outer handshake: a client burst
 // the size of a ClientHello plus the outer record's overhead, a large server burst (the inner
 // ServerHello, certificate and Finished), then a small client burst (the inner Finished).
+// The client's bursts are judged by their first record, as record-level classifiers do (Xue et
+// al. work on record sizes): a client that writes its first request right behind the inner
+// Finished makes one ~600-byte burst, but the proxy still forwards the Finished in a record of
+// its own. The server's burst is judged whole (its flight spans records).
 // Sans-I/O: the middlebox feeds it the TLS records it forwards, in order, from both directions.
 //
 // Only record headers are read. The outer handshake ends per direction with that direction's
@@ -31,7 +35,9 @@ struct TlsInTlsSettings {
   std::size_t bursts = 4;  // how many application-data bursts after the outer handshake are looked at
   // Template of an inner TLS 1.3 handshake as seen in outer record payload sizes (bytes).
   std::size_t hello_min = 250, hello_max = 700;       // inner ClientHello burst, client -> server
-  std::size_t server_min = 1000, server_max = 8000;   // inner server flight, server -> client
+  // A TLS 1.3 server flight with one P-256 certificate is under 1000 bytes (Postern's server:
+  // ~870 with trojan's framing, measured in the lab); RSA chains run to several kilobytes.
+  std::size_t server_min = 600, server_max = 8000;    // inner server flight, server -> client
   std::size_t finished_min = 64, finished_max = 160;  // inner Finished burst, client -> server
 };
 
@@ -50,10 +56,14 @@ class TlsInTlsDetector {
   // The application-data bursts seen so far (payload bytes, with their direction), for the log.
   struct Burst {
     Direction direction;
-    std::size_t bytes;
+    std::size_t bytes;         // payload bytes of all its records
+    std::size_t first_record;  // payload bytes of its first record
+    std::size_t records;
   };
   const std::vector<Burst>& bursts() const noexcept { return bursts_; }  // the last may be open
-  std::string describe() const;  // "c534 s1466 c97" (for the censor's log)
+  // "c534 s1466 c97" (for the censor's log); a client burst of several records also gives its
+  // first record's size: "c600/97".
+  std::string describe() const;
 
  private:
   // Where a direction is in the outer handshake.

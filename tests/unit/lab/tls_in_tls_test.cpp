@@ -227,7 +227,29 @@ TEST(LabTlsInTls, ThirdBurstOutsideItsBandIsNot) {
   EXPECT_FALSE(run_whole(s).suspicious());
   s[5].second = ad(160);
   EXPECT_TRUE(run_whole(s).suspicious());
-  s[5].second = cat({ad(97), ad(100)});  // the inner Finished and a request in one burst
+  s[5].second = ad(600);  // the inner Finished and a request in one record: no Finished to see
+  EXPECT_FALSE(run_whole(s).suspicious());
+}
+
+TEST(LabTlsInTls, FinishedInItsOwnRecordIsSeenInsideABurst) {
+  // The client writes its first request right behind the inner Finished; the proxy forwards
+  // them in two records of one burst. The first record is the Finished.
+  Stream s = tunnel_tls13();
+  s[5].second = cat({ad(97), ad(503)});
+  const TlsInTlsDetector d = run_whole(s);
+  EXPECT_TRUE(d.suspicious());
+  EXPECT_EQ(d.describe(), "c534 s1966 c600/97 s600");
+  s[5].second = cat({ad(503), ad(97)});  // the big record first: not a Finished
+  EXPECT_FALSE(run_whole(s).suspicious());
+}
+
+TEST(LabTlsInTls, SmallCertificateFlightCounts) {
+  // A server flight with one P-256 certificate (Postern's server through trojan: ~870 bytes).
+  Stream s = tunnel_tls13();
+  s[3].second = ad(874);
+  s[4].second = {};
+  EXPECT_TRUE(run_whole(s).suspicious()) << run_whole(s).describe();
+  s[3].second = ad(599);
   EXPECT_FALSE(run_whole(s).suspicious());
 }
 

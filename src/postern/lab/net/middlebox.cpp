@@ -190,6 +190,8 @@ void feed_detector(const FlowPtr& f, Direction d, ByteView bytes) {
     act(f, decision);
   } else if (f->detector.decided()) {
     f->detecting = false;
+    // The sizes it judged, in the flow's closing event: how a system passed the heuristic.
+    f->detail += (f->detail.empty() ? "" : " ") + std::string("bursts=") + f->detector.describe();
   }
 }
 
