@@ -34,9 +34,9 @@ struct DnsQuestion {
   std::uint16_t qtype = 0;
   std::uint16_t qclass = 0;
 };
-// Errc::bad_config for anything that is not a standard query (QR 0, opcode 0) with exactly one
-// question of a valid name (labels 1-63 bytes, 255 bytes in all), or for bytes left unread inside
-// the question. Records after the question (an EDNS OPT) are allowed and not read.
+// Errc::malformed_message for anything that is not a standard query (QR 0, opcode 0) with exactly
+// one question of a valid name (labels 1-63 bytes, 255 bytes in all), or that ends inside the
+// question. Records after the question (an EDNS OPT) are allowed and not read.
 Result<DnsQuestion> parse_query(ByteView message);
 
 class DnsInjector {
@@ -89,8 +89,9 @@ class LabResolver {
 };
 
 // The answer LabResolver gives to `query` (sans-I/O): the A record of a known name, no records
-// for another type of a known name, NXDOMAIN otherwise; nullopt-like error when the query does
-// not parse (then nothing is sent).
+// for another type of a known name, NXDOMAIN otherwise. Errc::malformed_message when the query
+// does not parse, Errc::bad_config when a record's address cannot answer it (not IPv4); either
+// way nothing is sent.
 Result<Bytes> lab_resolver_answer(ByteView query, const std::map<std::string, std::string>& records);
 
 }  // namespace postern::lab::net
