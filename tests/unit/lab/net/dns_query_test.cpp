@@ -2,7 +2,7 @@
 // on hostile bytes (truncations, pointers, oversized labels and names, responses), which must all
 // come back as Errc::malformed_message; and the lab resolver's answers, read back with
 // parse_response.
-#include "postern/lab/net/dns.h"
+#include "postern/lab/net/dns_query.h"
 
 #include <gtest/gtest.h>
 
