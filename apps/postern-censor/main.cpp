@@ -166,7 +166,7 @@ int run(const RunOptions& o) {
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     spdlog::info("stopping");
-    rt.stop();
+    rt.stop();  // first: it waits for an iptables run in progress, so remove_all does not race it
     middlebox.close();
     dns.close();
     firewall.remove_all();
@@ -176,6 +176,7 @@ int run(const RunOptions& o) {
                o.dns_port, o.user_if);
   std::cout << "censor ready" << std::endl;
   io.run();
+  rt.stop();
   firewall.remove_all();
   return 0;
 }

@@ -17,7 +17,8 @@ profile`), and the test checks what the user sees and what the censor's events f
   ip-blocklist    a listed address times out at connect, another passes
   port-allowlist  port 443 passes, 8443 times out at connect
 Every case also checks that the censor exits 0 on SIGTERM and leaves no iptables chain behind.
-Needs root (namespaces, iptables): otherwise exits 77 (skipped). Standard library only.
+Needs root (namespaces, iptables): otherwise exits 77 (skipped). Standard library only; nginx is
+started with site_compare.start_nginx (in the server namespace), PASS/FAIL counted by harness.
 
 Usage: censor_test.py PATH/TO/postern-censor
 """
@@ -26,18 +27,17 @@ import os
 import random
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import site_compare as sc  # noqa: E402
+from harness import DIRS, PROCS, check, run_main  # noqa: E402
+
 SKIP = 77
-COUNTS = {"passed": 0, "failed": 0}
-PROCS = []
 NAMESPACES = []
-DIRS = []
 SUFFIX = "%05d" % random.randrange(100000)
 NS_CLIENT, NS_CENSOR, NS_SERVER = f"plc{SUFFIX}", f"plk{SUFFIX}", f"pls{SUFFIX}"
 USER_IF = f"pu{SUFFIX}"  # the censor's interface towards the user
@@ -47,17 +47,14 @@ FORGED_IP = "10.99.0.7"
 CENSOR = "postern-censor"
 
 
-def check(name, condition, detail=""):
-    if condition:
-        COUNTS["passed"] += 1
-        print(f"PASS {name}", flush=True)
-    else:
-        COUNTS["failed"] += 1
-        print(f"FAIL {name} {detail}", flush=True)
+def in_ns(ns):
+    """The command prefix that runs a program in network namespace `ns` (it execs the program, so
+    a Popen's PID is the program's)."""
+    return ["ip", "netns", "exec", ns]
 
 
 def sh(*args, check_rc=True, ns=None, timeout=30):
-    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    cmd = (in_ns(ns) if ns else []) + list(args)
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     if check_rc and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stdout}")
@@ -65,7 +62,7 @@ def sh(*args, check_rc=True, ns=None, timeout=30):
 
 
 def spawn(ns, args, **kw):
-    p = subprocess.Popen(["ip", "netns", "exec", ns] + args, **kw)
+    p = subprocess.Popen(in_ns(ns) + args, **kw)
     PROCS.append(p)
     return p
 
@@ -86,12 +83,13 @@ def stop(p, sig=signal.SIGTERM, wait=10):
 
 
 def cleanup():
+    """Kills what runs in the namespaces (by PID), then deletes them (harness.run_main removes the
+    directories)."""
     for p in reversed(PROCS):
         stop(p, signal.SIGKILL, 5)
+    sc.cleanup()
     for ns in NAMESPACES:
         subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for d in DIRS:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def on_signal(signum, _frame):
@@ -124,52 +122,13 @@ def make_topology():
     sh("ip", "route", "add", "default", "via", "10.20.0.1", ns=NS_SERVER)
 
 
-def wait_port(ns, ip, port, seconds=10):
-    code = (f"import socket,sys,time\nd=time.time()+{seconds}\n"
-            f"while time.time()<d:\n"
-            f"  try:\n    socket.create_connection(('{ip}',{port}),timeout=0.5).close(); sys.exit(0)\n"
-            f"  except OSError: time.sleep(0.05)\nsys.exit(1)\n")
-    return sh("python3", "-c", code, ns=ns, check_rc=False, timeout=seconds + 5).returncode == 0
-
-
 def start_servers(tmp):
     site = os.path.join(tmp, "site")
     os.makedirs(site)
     with open(os.path.join(site, "index.html"), "w") as f:
         f.write("<html><body>postern-lab-site</body></html>\n")
-    crt, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-subj", "/CN=chat.example", "-days", "2", "-keyout", key, "-out", crt],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
-        listen {NGINX_IP}:443 ssl;
-        listen {NGINX_IP}:8443 ssl;
-        ssl_certificate {crt};
-        ssl_certificate_key {key};
-        location / {{ root {site}; index index.html; }}
-    }}
-}}
-"""
-    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
-        f.write(conf)
-    spawn(NS_SERVER, ["nginx", "-p", tmp, "-c", os.path.join(tmp, "nginx.conf"), "-e", os.path.join(tmp, "error.log")],
-          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sc.start_nginx(site, listen=[f"{NGINX_IP}:443", f"{NGINX_IP}:8443"], prefix=in_ns(NS_SERVER),
+                   worker_connections=256)
     # The "fully encrypted" server: reads, never answers, appends "PORT BYTES" per read to a log.
     silent_log = os.path.join(tmp, "silent.log")
     silent = f"""
@@ -200,10 +159,8 @@ threading.Event().wait()
                             "--record", f"news.example={SILENT_IP}"], stdout=subprocess.PIPE, text=True)
     line = res.stdout.readline().strip()
     check("resolver: prints 'resolver ready'", line == "resolver ready", repr(line))
-    ok = wait_port(NS_SERVER, NGINX_IP, 443) and wait_port(NS_SERVER, NGINX_IP, 8443) and wait_port(
-        NS_SERVER, SILENT_IP, 443)
-    if not ok:
-        raise RuntimeError("servers did not start")
+    if not sc.wait_port(SILENT_IP, 443, prefix=in_ns(NS_SERVER)):
+        raise RuntimeError("the silent server did not start")
     return silent_log
 
 
@@ -520,18 +477,6 @@ def case_port_allowlist(tmp):
 
 
 def main():
-    global CENSOR
-    if len(sys.argv) > 1:
-        CENSOR = os.path.abspath(sys.argv[1])
-    if os.geteuid() != 0:
-        print("SKIP censor_test: needs root (network namespaces and iptables)")
-        return SKIP
-    for tool in ("ip", "iptables", "iptables-save", "nginx", "curl", "openssl"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            print(f"SKIP censor_test: {tool} is not installed")
-            return SKIP
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     tmp = tempfile.mkdtemp(prefix="postern-censor-test-")
     DIRS.append(tmp)
     os.chmod(tmp, 0o755)  # nginx's worker may drop privileges
@@ -548,9 +493,24 @@ def main():
                 run()
     finally:
         cleanup()
-    print(f"{COUNTS['passed']} passed, {COUNTS['failed']} failed")
-    return 1 if COUNTS["failed"] else 0
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and iptables)"
+    for tool in ("ip", "iptables", "iptables-save", "nginx", "curl", "openssl"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            return f"{tool} is not installed"
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) > 1:
+        CENSOR = os.path.abspath(sys.argv[1])
+    why = skip_reason()
+    if why:
+        print(f"SKIP censor_test: {why}")
+        sys.exit(SKIP)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run_main(main)  # prints the totals, exits 1 on any failure

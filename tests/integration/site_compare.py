@@ -4,8 +4,9 @@
 Design: `start_nginx()` runs a stock nginx 1.22 (Debian's /usr/sbin/nginx) with a private prefix
 and configuration in a temporary directory (no master process, no daemon, its pid and error log
 in that directory, a self-signed certificate made with `openssl req`, an `ssl` listener on a free
-127.0.0.1 port, `root` = the site directory, otherwise nginx's defaults) and kills it by PID when
-the script exits. `probe()` opens a connection (TLS or raw TCP), sends raw bytes and records the
+127.0.0.1 port or the addresses given, `root` = the site directory, otherwise nginx's defaults),
+optionally through a command prefix such as `ip netns exec NS` (the censor test runs it in a
+network namespace), and kills it by PID when the script exits (or at `cleanup()`). `probe()` opens a connection (TLS or raw TCP), sends raw bytes and records the
 reaction: the bytes received (status line, header names in order, body), how the connection ended
 (FIN, RST, or still open at the timeout) and after how long, as a coarse timing class. A prober
 sees exactly these things; header values such as Date are left out on purpose.
@@ -36,7 +37,9 @@ _PROCS = []
 _DIRS = []
 
 
-def _cleanup():
+def cleanup():
+    """Kills every nginx started here (by PID) and removes the temporary directories; also run at
+    exit. For scripts that must stop nginx earlier (before deleting its network namespace)."""
     for p in _PROCS:
         if p.poll() is None:
             try:
@@ -48,7 +51,7 @@ def _cleanup():
         shutil.rmtree(d, ignore_errors=True)
 
 
-atexit.register(_cleanup)
+atexit.register(cleanup)
 
 
 def _free_port():
@@ -68,18 +71,50 @@ def make_certificate(directory):
     return crt, key
 
 
-def start_nginx(site_dir, tls=True, http_extra="", location=None):
-    """Starts nginx serving `site_dir`; returns (port, temp dir). Killed by PID at exit.
+def wait_port(host, port, seconds=10, prefix=(), process=None):
+    """Whether a TCP connection to host:port opens within `seconds` (tried every 50 ms). With a
+    command `prefix` (e.g. ["ip", "netns", "exec", NS]) this function runs again through it (in a
+    child Python, so in that namespace); without, it gives up early when `process` (a Popen) has
+    exited."""
+    if prefix:
+        here = os.path.dirname(os.path.abspath(__file__))
+        code = (f"import sys; sys.path.insert(0, {here!r}); import site_compare; "
+                f"sys.exit(0 if site_compare.wait_port({host!r}, {int(port)}, {seconds}) else 1)")
+        r = subprocess.run(list(prefix) + [sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=seconds + 10)
+        return r.returncode == 0
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        except OSError:
+            if process is not None and process.poll() is not None:
+                return False
+            time.sleep(0.05)
+    return False
+
+
+def start_nginx(site_dir, tls=True, http_extra="", location=None, listen=None, prefix=(), worker_connections=64):
+    """Starts nginx serving `site_dir`; returns (port, temp dir), the port of its first listen
+    address. Killed by PID at exit (or at cleanup()).
 
     `http_extra` adds directives to the http block (e.g. shorter client_header_timeout and
     keepalive_timeout, which the front copies from NginxLimits); `location` replaces the body of
-    `location /` (e.g. "proxy_pass http://127.0.0.1:PORT;" for a reverse proxy)."""
+    `location /` (e.g. "proxy_pass http://127.0.0.1:PORT;" for a reverse proxy). `listen`: the
+    "IP:PORT" addresses to listen on (a string or a list; default a free 127.0.0.1 port).
+    `prefix`: a command that runs nginx, e.g. ["ip", "netns", "exec", NS] to run it in a network
+    namespace; it must exec nginx (as `ip netns exec` does), so that the PID killed is nginx's."""
     if location is None:
         location = f"root {os.path.abspath(site_dir)}; index index.html;"
+    if listen is None:
+        listen = [f"127.0.0.1:{_free_port()}"]
+    elif isinstance(listen, str):
+        listen = [listen]
     tmp = tempfile.mkdtemp(prefix="postern-nginx-")
     _DIRS.append(tmp)
     crt, key = make_certificate(tmp)
-    port = _free_port()
+    listen_conf = "\n        ".join(f"listen {a}{' ssl' if tls else ''};" for a in listen)
     ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key};" if tls else ""
     conf = f"""
 daemon off;
@@ -87,7 +122,7 @@ master_process off;
 worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log info;
-events {{ worker_connections 64; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
@@ -99,7 +134,7 @@ http {{
     scgi_temp_path {tmp}/scgi;
     {http_extra}
     server {{
-        listen 127.0.0.1:{port}{' ssl' if tls else ''};
+        {listen_conf}
         {ssl_conf}
         location / {{
             {location}
@@ -109,20 +144,17 @@ http {{
 """
     with open(os.path.join(tmp, "nginx.conf"), "w") as f:
         f.write(conf)
-    proc = subprocess.Popen([NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf"), "-e",
-                             os.path.join(tmp, "error.log")],
+    proc = subprocess.Popen(list(prefix) + [NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf"), "-e",
+                                            os.path.join(tmp, "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _PROCS.append(proc)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return port, tmp
-        except OSError:
+    for address in listen:
+        host, port = address.rsplit(":", 1)
+        if not wait_port(host, int(port), 10, prefix, proc):
             if proc.poll() is not None:
                 raise RuntimeError("nginx exited: " + open(os.path.join(tmp, "error.log")).read())
-            time.sleep(0.05)
-    raise RuntimeError("nginx did not start")
+            raise RuntimeError(f"nginx did not start on {address}")
+    return int(listen[0].rsplit(":", 1)[1]), tmp
 
 
 class Reaction:

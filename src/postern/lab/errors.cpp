@@ -17,6 +17,7 @@ class Category final : public std::error_category {
       case Errc::tool_missing: return "a program the lab needs is not installed";
       case Errc::timeout: return "timed out";
       case Errc::failed: return "a step of the lab failed";
+      case Errc::malformed_message: return "malformed message (bytes from the network that do not parse)";
     }
     return "unknown lab error";
   }

@@ -1,10 +1,9 @@
-// See dns.h. The injector keeps one table of forwarded queries keyed by the id it used upstream
+// See dns.h (the parsing is in dns_query.cpp). The injector keeps one table of forwarded queries keyed by the id it used upstream
 // (fresh ids, so two users' equal ids never mix), each entry naming the user's address and id;
 // entries older than kPendingTimeout are dropped.
 #include "postern/lab/net/dns.h"
 
 #include <array>
-#include <cctype>
 #include <utility>
 #include <vector>
 
@@ -28,8 +27,6 @@ using udp = asio::ip::udp;
 namespace {
 
 constexpr std::size_t kHeader = 12;
-constexpr std::size_t kMaxName = 255;  // wire length, RFC 1035 2.3.4
-constexpr std::size_t kMaxLabel = 63;
 constexpr std::size_t kMaxDatagram = 4096;
 
 std::uint16_t be16(ByteView b, std::size_t at) {
@@ -37,39 +34,6 @@ std::uint16_t be16(ByteView b, std::size_t at) {
 }
 
 }  // namespace
-
-Result<DnsQuestion> parse_query(ByteView m) {
-  if (m.size() < kHeader) return Errc::bad_config;
-  DnsQuestion q;
-  q.id = be16(m, 0);
-  const std::uint8_t flags = m[2];
-  if ((flags & 0x80) != 0) return Errc::bad_config;         // a response
-  if (((flags >> 3) & 0x0f) != 0) return Errc::bad_config;  // not a standard query
-  if (be16(m, 4) != 1) return Errc::bad_config;             // exactly one question
-  std::size_t at = kHeader;
-  std::size_t wire = 1;  // the root label's length byte
-  for (;;) {
-    if (at >= m.size()) return Errc::bad_config;
-    const std::uint8_t len = m[at++];
-    if (len == 0) break;
-    if ((len & 0xc0) != 0) return Errc::bad_config;  // a pointer or a reserved label type
-    if (len > kMaxLabel) return Errc::bad_config;
-    wire += 1u + len;
-    if (wire > kMaxName) return Errc::bad_config;
-    if (m.size() - at < len) return Errc::bad_config;
-    if (!q.name.empty()) q.name += '.';
-    for (std::size_t i = 0; i < len; ++i) {
-      const auto c = static_cast<unsigned char>(m[at + i]);
-      if (c == '.' || c < 0x21 || c > 0x7e) return Errc::bad_config;  // not a host-name-like label
-      q.name += static_cast<char>(std::tolower(c));
-    }
-    at += len;
-  }
-  if (m.size() - at < 4) return Errc::bad_config;
-  q.qtype = be16(m, at);
-  q.qclass = be16(m, at + 2);
-  return q;
-}
 
 // ---- DnsInjector ----
 
@@ -135,7 +99,11 @@ awaitable<void> DnsInjector::client_loop() {
     if (ec) continue;
     const ByteView query(buf.data(), n);
     auto q = parse_query(query);
-    if (!q) continue;  // not a query: dropped, as a resolver would
+    if (!q) {
+      // Dropped, as a resolver would (debug only: anyone can send such datagrams).
+      rt_.log(0, "dns: datagram from " + from.address().to_string() + " dropped: " + q.error().message());
+      continue;
+    }
     const auto forged = rt_.censor().on_dns_query(from.address().to_string(), resolver, q->name, Clock::now());
     rt_.pump();
     if (!forged.empty() && q->qtype == transport::dns::kTypeA) {
@@ -169,21 +137,6 @@ awaitable<void> DnsInjector::upstream_loop() {
 }
 
 // ---- LabResolver ----
-
-Result<Bytes> lab_resolver_answer(ByteView query, const std::map<std::string, std::string>& records) {
-  POSTERN_TRY(DnsQuestion q, parse_query(query));
-  const auto it = records.find(q.name);
-  if (it == records.end()) {
-    auto r = transport::dns::build_response(query, {}, 60, 3);
-    if (!r) return Errc::bad_config;
-    return std::move(r).value();
-  }
-  std::vector<std::string> addresses;
-  if (q.qtype == transport::dns::kTypeA) addresses.push_back(it->second);
-  auto r = transport::dns::build_response(query, addresses, 60, 0);
-  if (!r) return Errc::bad_config;
-  return std::move(r).value();
-}
 
 LabResolver::LabResolver(asio::io_context& io, udp::endpoint listen, std::map<std::string, std::string> records)
     : io_(io), listen_(std::move(listen)), records_(std::move(records)), socket_(io) {}

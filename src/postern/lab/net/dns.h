@@ -1,6 +1,6 @@
 // The censor's DNS parts (docs/censorship.md).
-// - parse_query: the question of a DNS query from a user (hostile bytes; bounded, no compression
-//   pointers, which a question never needs).
+// - parse_query and lab_resolver_answer (dns_query.h, sans-I/O and fuzzed): the question of a DNS
+//   query from a user, and the lab resolver's answer to it.
 // - DnsInjector: the firewall redirects the users' UDP/53 to it. Each query goes to the Censor
 //   (on_dns_query): forged addresses are answered at once, and the query is forwarded to the real
 //   resolver all the same, whose answer is relayed too and arrives second (on the GFW the forged
@@ -14,30 +14,19 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 
+#include "postern/lab/net/dns_query.h"
 #include "postern/util/bytes.h"
 #include "postern/util/result.h"
 
 namespace postern::lab::net {
 
 class CensorRuntime;
-
-struct DnsQuestion {
-  std::uint16_t id = 0;
-  std::string name;  // lower case, no trailing dot ("" for the root)
-  std::uint16_t qtype = 0;
-  std::uint16_t qclass = 0;
-};
-// Errc::bad_config for anything that is not a standard query (QR 0, opcode 0) with exactly one
-// question of a valid name (labels 1-63 bytes, 255 bytes in all), or for bytes left unread inside
-// the question. Records after the question (an EDNS OPT) are allowed and not read.
-Result<DnsQuestion> parse_query(ByteView message);
 
 class DnsInjector {
  public:
@@ -87,10 +76,5 @@ class LabResolver {
   std::map<std::string, std::string> records_;
   boost::asio::ip::udp::socket socket_;
 };
-
-// The answer LabResolver gives to `query` (sans-I/O): the A record of a known name, no records
-// for another type of a known name, NXDOMAIN otherwise; nullopt-like error when the query does
-// not parse (then nothing is sent).
-Result<Bytes> lab_resolver_answer(ByteView query, const std::map<std::string, std::string>& records);
 
 }  // namespace postern::lab::net

@@ -53,22 +53,34 @@ struct CommandOutcome {
 // when the program is not found, Errc::io_error when fork/pipe fails.
 Result<CommandOutcome> run_command(const Argv& argv);
 
-// The rules of one censor process. Not thread-safe (the middlebox's io_context thread uses it).
-class Firewall {
+// The run-time half of the firewall, as CensorRuntime uses it: from its own firewall thread, one
+// call at a time (the unit tests give a fake that records the calls and their order).
+class RuntimeRules {
+ public:
+  virtual ~RuntimeRules() = default;
+  virtual Status add(const FirewallAction& a) = 0;
+  virtual Status remove(const FirewallAction& a) = 0;
+  // Why the last failed add or remove failed, for the log.
+  virtual const std::string& last_error() const noexcept = 0;
+};
+
+// The rules of one censor process. Not thread-safe: install and remove_all run before and after
+// the CensorRuntime's firewall thread uses add and remove (CensorRuntime::stop joins it).
+class Firewall final : public RuntimeRules {
  public:
   explicit Firewall(FirewallConfig c) : config_(std::move(c)) {}
   Firewall(const Firewall&) = delete;
   Firewall& operator=(const Firewall&) = delete;
-  ~Firewall() { remove_all(); }
+  ~Firewall() override { remove_all(); }
 
   // Clears leftovers of an earlier run, then installs. On failure removes what it added;
   // Errc::failed (an iptables command exited non-zero, see last_error()) or run_command's errors.
   Status install(const CensorSettings& s);
-  Status add(const FirewallAction& a);
-  Status remove(const FirewallAction& a);
+  Status add(const FirewallAction& a) override;
+  Status remove(const FirewallAction& a) override;
   // Removes every hook, chain and rule after an install; idempotent.
   void remove_all();
-  const std::string& last_error() const noexcept { return last_error_; }
+  const std::string& last_error() const noexcept override { return last_error_; }
 
  private:
   Status run(const Argv& argv);

@@ -17,6 +17,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -370,7 +372,7 @@ std::optional<tcp::endpoint> original_destination(tcp::socket& s) {
 
 // ---- CensorRuntime ----
 
-CensorRuntime::CensorRuntime(asio::io_context& io, CensorSettings settings, Firewall* firewall, LogFn log)
+CensorRuntime::CensorRuntime(asio::io_context& io, CensorSettings settings, RuntimeRules* firewall, LogFn log)
     : io_(io),
       start_(Clock::now()),
       censor_(settings, start_),
@@ -378,8 +380,14 @@ CensorRuntime::CensorRuntime(asio::io_context& io, CensorSettings settings, Fire
       log_(std::move(log)),
       rng_(settings.seed ^ 0x9e3779b97f4a7c15ull) {}
 
+CensorRuntime::~CensorRuntime() {
+  // The firewall thread's queued work refers to this object: skipped, and the run in progress
+  // waited for, before the members go.
+  stop();
+}
+
 Result<std::unique_ptr<CensorRuntime>> CensorRuntime::create(asio::io_context& io, CensorSettings settings,
-                                                             Firewall* firewall, const std::string& events_path,
+                                                             RuntimeRules* firewall, const std::string& events_path,
                                                              LogFn log) {
   std::unique_ptr<CensorRuntime> rt(new CensorRuntime(io, std::move(settings), firewall, std::move(log)));
   if (!events_path.empty()) {
@@ -399,14 +407,38 @@ void CensorRuntime::write_event(const Event& e) {
   events_.flush();
 }
 
-awaitable<void> CensorRuntime::expire(FirewallAction a) {
-  asio::steady_timer timer(io_);
-  timer.expires_after(a.duration);
-  auto [ec] = co_await timer.async_wait(asio::as_tuple(use_awaitable));
-  if (ec || stopped_ || firewall_ == nullptr) co_return;
-  if (auto st = firewall_->remove(a); !st) {
-    log(2, "firewall: " + firewall_->last_error());
-    co_return;
+void CensorRuntime::stop() {
+  stopped_ = true;
+  // join() waits until the queue is empty: work that starts from now on sees stopped_ and does
+  // nothing (Firewall::remove_all follows and takes every rule away).
+  firewall_thread_.join();
+}
+
+void CensorRuntime::submit(RuleOp op, FirewallAction a) {
+  // The work guard keeps the io_context running until the outcome is back on it.
+  asio::post(firewall_queue_, [this, op, a = std::move(a), work = asio::make_work_guard(io_)]() mutable {
+    if (stopped_) return;
+    const Status st = op == RuleOp::add ? firewall_->add(a) : firewall_->remove(a);
+    std::optional<std::string> error;
+    // last_error() describes a failed iptables run only (an earlier one's text would mislead).
+    if (!st) error = st.error() == Errc::failed ? firewall_->last_error() : st.error().message();
+    asio::post(io_, [this, op, a = std::move(a), error = std::move(error)]() mutable {
+      settled(op, std::move(a), error);
+    });
+  });
+}
+
+void CensorRuntime::settled(RuleOp op, FirewallAction a, const std::optional<std::string>& error) {
+  if (error) {
+    log(op == RuleOp::add ? 3 : 2, "firewall: " + *error);
+    return;
+  }
+  if (op == RuleOp::add) {
+    log(1, std::string(a.kind == FirewallAction::Kind::drop_flow ? "drop flow " : "drop address ") + a.key.server +
+               " for " + std::to_string(a.duration.count()) + " s (" + a.module + ")");
+    // The duration counts from when the rule is in place.
+    if (a.duration.count() > 0 && !stopped_) asio::co_spawn(io_, expire(std::move(a)), asio::detached);
+    return;
   }
   Event e;
   e.t = elapsed(Clock::now());
@@ -418,17 +450,18 @@ awaitable<void> CensorRuntime::expire(FirewallAction a) {
   write_event(e);
 }
 
+awaitable<void> CensorRuntime::expire(FirewallAction a) {
+  asio::steady_timer timer(io_);
+  timer.expires_after(a.duration);
+  auto [ec] = co_await timer.async_wait(asio::as_tuple(use_awaitable));
+  if (ec || stopped_) co_return;
+  submit(RuleOp::remove, std::move(a));
+}
+
 void CensorRuntime::pump() {
   for (const auto& e : censor_.take_events()) write_event(e);
   for (auto& a : censor_.take_firewall_actions()) {
-    if (firewall_ == nullptr || stopped_) continue;
-    if (auto st = firewall_->add(a); !st) {
-      log(3, "firewall: " + firewall_->last_error());
-      continue;
-    }
-    log(1, std::string(a.kind == FirewallAction::Kind::drop_flow ? "drop flow " : "drop address ") + a.key.server +
-               " for " + std::to_string(a.duration.count()) + " s (" + a.module + ")");
-    if (a.duration.count() > 0) asio::co_spawn(io_, expire(std::move(a)), asio::detached);
+    if (firewall_ != nullptr && !stopped_) submit(RuleOp::add, std::move(a));
   }
   for (auto& r : censor_.take_probe_requests()) {
     if (prober_ != nullptr && !stopped_) prober_->submit(std::move(r));

@@ -11,14 +11,19 @@
 // the one Censor (not thread-safe: everything runs on one io_context thread), the firewall, and
 // the events file. pump() drains the Censor's queues after every decision: events to the file,
 // firewall actions to iptables (each removed again when its duration ends), probe requests to
-// the prober.
+// the prober. iptables is a fork, exec and wait of tens of milliseconds, which would stall every
+// relayed flow on the io thread: the rules are added and removed on a thread of their own, one
+// at a time in the order asked (so a rule's removal never overtakes its addition), and each
+// outcome comes back to the io thread to be logged.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +31,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "postern/lab/censor.h"
 #include "postern/lab/net/firewall.h"
@@ -48,10 +55,15 @@ struct MiddleboxLimits {
 
 class CensorRuntime {
  public:
-  // `firewall` may be null (then run-time firewall actions are only logged); `events_path` empty:
-  // events are dropped. Errc::io_error when the events file cannot be opened.
+  // `firewall` may be null (then run-time firewall actions are dropped); it must outlive the
+  // runtime. `events_path` empty: events are dropped. Errc::io_error when the events file cannot
+  // be opened.
   static Result<std::unique_ptr<CensorRuntime>> create(boost::asio::io_context& io, CensorSettings settings,
-                                                       Firewall* firewall, const std::string& events_path, LogFn log);
+                                                       RuntimeRules* firewall, const std::string& events_path,
+                                                       LogFn log);
+  CensorRuntime(const CensorRuntime&) = delete;
+  CensorRuntime& operator=(const CensorRuntime&) = delete;
+  ~CensorRuntime();
 
   boost::asio::io_context& io() noexcept { return io_; }
   Censor& censor() noexcept { return censor_; }
@@ -69,23 +81,34 @@ class CensorRuntime {
   void write_event(const Event& e);
   // Seconds since start, for events.
   double elapsed(Clock::time_point now) const;
-  // Stops: the firewall's run-time rules are no longer removed by their timers (remove_all does it).
-  void stop() noexcept { stopped_ = true; }
+  // Stops (on the io thread): no more rules are added, and the run-time rules are no longer
+  // removed by their timers (Firewall::remove_all does it). Rules waiting for the firewall thread
+  // are dropped; an iptables run in progress is waited for, so that the firewall is idle when
+  // this returns.
+  void stop();
   bool stopped() const noexcept { return stopped_; }
 
  private:
-  CensorRuntime(boost::asio::io_context& io, CensorSettings settings, Firewall* firewall, LogFn log);
+  CensorRuntime(boost::asio::io_context& io, CensorSettings settings, RuntimeRules* firewall, LogFn log);
+  enum class RuleOp : std::uint8_t { add, remove };
+  // Queues `op` for the firewall thread; its outcome comes back to settled() on the io thread
+  // (nullopt: done, else why not).
+  void submit(RuleOp op, FirewallAction a);
+  void settled(RuleOp op, FirewallAction a, const std::optional<std::string>& error);
   boost::asio::awaitable<void> expire(FirewallAction a);
 
   boost::asio::io_context& io_;
   Clock::time_point start_;
   Censor censor_;
-  Firewall* firewall_;
+  RuntimeRules* firewall_;
   Prober* prober_ = nullptr;
   std::ofstream events_;
   LogFn log_;
   std::mt19937_64 rng_;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};  // read by the firewall thread's queued work
+  // The firewall thread; the strand keeps its work in the order it was posted.
+  boost::asio::thread_pool firewall_thread_{1};
+  boost::asio::strand<boost::asio::thread_pool::executor_type> firewall_queue_{firewall_thread_.get_executor()};
 };
 
 // Accepts the redirected connections on `listen_port` (all addresses) and handles each flow.

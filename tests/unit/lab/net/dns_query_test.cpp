@@ -1,7 +1,8 @@
 // The DNS injector's query parser on queries built by transport/dns_message.h and by hand, and
 // on hostile bytes (truncations, pointers, oversized labels and names, responses), which must all
-// come back as errors; and the lab resolver's answers, read back with parse_response.
-#include "postern/lab/net/dns.h"
+// come back as Errc::malformed_message; and the lab resolver's answers, read back with
+// parse_response.
+#include "postern/lab/net/dns_query.h"
 
 #include <gtest/gtest.h>
 
@@ -27,6 +28,12 @@ void type_class(Bytes& m, int type, int cls) {
   m.push_back(static_cast<std::uint8_t>(type));
   m.push_back(static_cast<std::uint8_t>(cls >> 8));
   m.push_back(static_cast<std::uint8_t>(cls));
+}
+// Bytes from the network that do not parse are malformed, never a configuration error.
+void expect_malformed(ByteView m, const std::string& what = {}) {
+  auto p = parse_query(m);
+  ASSERT_FALSE(p.ok()) << what;
+  EXPECT_EQ(p.error(), Errc::malformed_message) << what;
 }
 
 TEST(LabDnsQuery, ParsesAQueryFromTheTransportBuilder) {
@@ -63,7 +70,7 @@ TEST(LabDnsQuery, EveryTruncationIsAnError) {
   auto q = transport::dns::build_query(9, "www.example.com", transport::dns::kTypeA);
   ASSERT_TRUE(q.ok());
   for (std::size_t n = 0; n < q->size(); ++n) {
-    EXPECT_FALSE(parse_query(ByteView(q->data(), n)).ok()) << "length " << n;
+    expect_malformed(ByteView(q->data(), n), "length " + std::to_string(n));
   }
 }
 
@@ -75,9 +82,7 @@ TEST(LabDnsQuery, RefusesResponsesOtherOpcodesAndQuestionCounts) {
   for (auto [flags, qd] : {std::pair{0x81, 1}, std::pair{0x09, 1}, std::pair{0x01, 0}, std::pair{0x01, 2}}) {
     Bytes m = header(3, flags, qd);
     m.insert(m.end(), body.begin(), body.end());
-    auto p = parse_query(m);
-    ASSERT_FALSE(p.ok()) << "flags " << flags << " qd " << qd;
-    EXPECT_EQ(p.error(), Errc::bad_config);
+    expect_malformed(m, "flags " + std::to_string(flags) + " qd " + std::to_string(qd));
   }
 }
 
@@ -87,7 +92,7 @@ TEST(LabDnsQuery, RefusesPointersAndReservedLabelTypes) {
     m.push_back(static_cast<std::uint8_t>(first));
     m.push_back(12);
     type_class(m, 1, 1);
-    EXPECT_FALSE(parse_query(m).ok()) << first;
+    expect_malformed(m, std::to_string(first));
   }
 }
 
@@ -105,7 +110,7 @@ TEST(LabDnsQuery, LabelAndNameLimits) {
     label(m, std::string(64, 'a'));
     m.push_back(0);
     type_class(m, 1, 1);
-    EXPECT_FALSE(parse_query(m).ok());
+    expect_malformed(m);
   }
   {
     // Four 63-byte labels: 4 * 64 + 1 = 257 bytes on the wire, over 255.
@@ -113,7 +118,7 @@ TEST(LabDnsQuery, LabelAndNameLimits) {
     for (int i = 0; i < 4; ++i) label(m, std::string(63, 'b'));
     m.push_back(0);
     type_class(m, 1, 1);
-    EXPECT_FALSE(parse_query(m).ok());
+    expect_malformed(m);
   }
   {
     // Exactly 255: three 63-byte labels and one of 61.
@@ -134,7 +139,7 @@ TEST(LabDnsQuery, RefusesDotsAndControlBytesInLabels) {
     label(m, bad);
     m.push_back(0);
     type_class(m, 1, 1);
-    EXPECT_FALSE(parse_query(m).ok());
+    expect_malformed(m);
   }
 }
 
@@ -171,7 +176,26 @@ TEST(LabResolverAnswer, KnownNameUnknownNameOtherType) {
     EXPECT_TRUE(a->addresses.empty());
   }
   const Bytes junk{1, 2, 3};
-  EXPECT_FALSE(lab_resolver_answer(junk, records).ok());
+  auto r = lab_resolver_answer(junk, records);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Errc::malformed_message);
+}
+
+TEST(LabResolverAnswer, ARecordThatCannotAnswerIsTheLabsFault) {
+  const std::map<std::string, std::string> records{{"chat.example", "not-an-address"}};
+  auto q = transport::dns::build_query(14, "chat.example", transport::dns::kTypeA);
+  ASSERT_TRUE(q.ok());
+  auto r = lab_resolver_answer(*q, records);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), Errc::bad_config);
+}
+
+TEST(LabDnsQuery, MalformedMessageIsRegistered) {
+  const std::error_code e = Errc::malformed_message;
+  EXPECT_STREQ(e.category().name(), "postern.lab");
+  EXPECT_EQ(e.value(), 7);
+  EXPECT_NE(e.message(), "unknown lab error");
+  EXPECT_NE(e.message(), make_error_code(Errc::bad_config).message());
 }
 
 }  // namespace
