@@ -249,7 +249,7 @@ TEST(LabProfileTest, ErrorsAreRegistered) {
   EXPECT_STREQ(e.category().name(), "postern.lab");
   EXPECT_EQ(e.value(), 4);
   for (Errc c : {Errc::ok, Errc::bad_config, Errc::io_error, Errc::not_permitted, Errc::tool_missing, Errc::timeout,
-                 Errc::failed}) {
+                 Errc::failed, Errc::malformed_message}) {
     EXPECT_NE(make_error_code(c).message(), "unknown lab error");
   }
   EXPECT_EQ(make_error_code(static_cast<Errc>(99)).message(), "unknown lab error");
