@@ -3,7 +3,7 @@
 # exactly this):
 #   1. release build (gcc, warnings as errors): unit tests and the interop pairs (ctest)
 #   2. ASan + UBSan build: unit tests and the interop pairs again
-#   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 20)
+#   3. libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each (default 20), one per core at a time
 #   4. the benchmarks in --quick mode, so that they keep building and running
 set -euo pipefail
 cd "$(dirname "$0")/.."
