@@ -121,6 +121,11 @@ class FakeLink final : public ServerLink {
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [&] { return hanging_ >= n; });
   }
+  // Waits until `n` hanging calls have returned.
+  void wait_finished(int n) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return finished >= n; });
+  }
 
   Result<HttpResponse> send(const HttpRequest&) override {
     ++requests;
@@ -169,8 +174,9 @@ class FakeLink final : public ServerLink {
       cv_.notify_all();
       cv_.wait(lock, [&] { return stop; });
       --hanging_;
+      ++finished;
+      cv_.notify_all();
     }
-    ++finished;
     return make_error_code(Errc::cancelled);
   }
 
@@ -340,8 +346,8 @@ TEST(MultiPathLink, TheLoserOfARaceIsCancelledAndNotMarkedFailed) {
   auto socket = link->open_delivery("token");
   ASSERT_TRUE(socket.ok()) << socket.error().message();
   EXPECT_EQ(link->current_key(), "relay");
-  // The direct attempt was cancelled when the relay won (its stop function ran before the race
-  // returned).
+  // The direct attempt was cancelled when the relay won.
+  f.direct->wait_finished(1);
   EXPECT_EQ(f.direct->cancels.load(), 1);
   // Not marked failed: after the relay, the direct path keeps its place before relay2 (a failed
   // path would back off and come last).
@@ -361,8 +367,8 @@ TEST(MultiPathLink, ASendRaceCancelsTheLosingProbe) {
   auto r = link->send(get());
   ASSERT_TRUE(r.ok()) << r.error().message();
   EXPECT_EQ(r->body, "relay");
-  EXPECT_EQ(f.direct->cancels.load(), 1);
   link.reset();  // joins the probe's thread: it ended when cancelled
+  EXPECT_EQ(f.direct->cancels.load(), 1);
   EXPECT_EQ(f.direct->finished.load(), 1);
 }
 

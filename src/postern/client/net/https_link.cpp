@@ -311,7 +311,8 @@ struct HttpsLink::Core {
       // handler, in the same turn of the io thread: the signal goes only after that.
       asio::post(io, [call] {});
     };
-    asio::co_spawn(io, deliver<T>(std::move(op), promise), asio::bind_cancellation_slot(call->signal.slot(), on_exit));
+    asio::co_spawn(io, deliver<T>(std::move(op), promise),
+                   asio::bind_cancellation_slot(call->signal.slot(), on_exit));
     if (!cancel) return future.get();
     Result<T> result = [&] {
       auto hook = cancel->on_cancel([this, call] { asio::post(io, [this, call] { stop_call(call); }); });

@@ -424,10 +424,10 @@ struct MultiPathLink::Shared {
 
   // A delivery socket through the first path that opens one (`skip` left out); `outer` (may be
   // null) stops the race.
-  Result<std::pair<std::size_t, std::unique_ptr<DeliverySocket>>> open(const std::shared_ptr<std::string>& bearer,
-                                                                       const std::vector<std::size_t>& skip,
-                                                                       CancelToken* outer) {
-    Attempt<std::unique_ptr<DeliverySocket>> op = [links = link_list(), bearer](std::size_t i, CancelToken& cancel) {
+  Result<std::pair<std::size_t, std::unique_ptr<DeliverySocket>>> open(
+      const std::shared_ptr<std::string>& bearer, const std::vector<std::size_t>& skip, CancelToken* outer) {
+    Attempt<std::unique_ptr<DeliverySocket>> op = [links = link_list(), bearer](std::size_t i,
+                                                                                CancelToken& cancel) {
       return links[i]->open_delivery_cancellable(*bearer, cancel);
     };
     std::function<void(std::unique_ptr<DeliverySocket>&)> drop = [](std::unique_ptr<DeliverySocket>& s) {
@@ -557,7 +557,8 @@ Result<HttpResponse> MultiPathLink::send(const HttpRequest& request) {
     std::size_t path = order.front();
     if (!shared_->usable_now(path)) {
       // Not known to work now: race connections (kept idle for this request) to find one.
-      Shared::Attempt<bool> probe = [paths = shared_->paths](std::size_t i, CancelToken& cancel) -> Result<bool> {
+      Shared::Attempt<bool> probe = [paths = shared_->paths](std::size_t i,
+                                                             CancelToken& cancel) -> Result<bool> {
         if (!paths[i].probe) return true;
         auto ok = paths[i].probe(cancel);
         if (!ok) return ok.error();
