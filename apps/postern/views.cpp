@@ -197,6 +197,7 @@ std::string failure_code(const Failure& f) {
       case Errc::too_large: return "too_large";
       case Errc::device_removed: return "device_removed";
       case Errc::replaced: return "replaced";
+      case Errc::cancelled: return "cancelled";
     }
   }
   return std::string(f.code.category().name()) + ":" + std::to_string(f.code.value());

@@ -32,6 +32,7 @@ class Category final : public std::error_category {
       case Errc::too_large: return "too large";
       case Errc::device_removed: return "this device was logged out or removed from the account";
       case Errc::replaced: return "another connection of this device took over";
+      case Errc::cancelled: return "the request was cancelled";
     }
     return "unknown client error";
   }

@@ -28,6 +28,7 @@ enum class Errc {
   too_large = 19,
   device_removed = 20,      // this device was logged out or removed (close 4001, token refused)
   replaced = 21,            // another connection of this device took over (close 4000)
+  cancelled = 22,           // the call was stopped from another thread (CancelToken in server_link.h)
 };
 
 const std::error_category& client_category();

@@ -10,16 +10,62 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "postern/util/bytes.h"
 #include "postern/util/result.h"
 
 namespace postern::client {
+
+// Stops a blocking call of a ServerLink from another thread. MultiPathLink gives each attempt of a
+// race its own token and cancels the attempts that lost as soon as one has won, and those still
+// running when it is destroyed: nothing waits out a connect timeout on a path nobody needs.
+//
+// The running call installs what stops it (HttpsLink: cancelling the call's pending socket
+// operations on its io thread) with on_cancel(), for as long as it runs; cancel() runs that at once,
+// or, when it comes before the call has installed anything, on_cancel() runs it on installing. A
+// stopped call returns Errc::cancelled, which says nothing about the path (it did not fail). A
+// token stays cancelled: one per call (or per series of calls to stop together).
+class CancelToken {
+ public:
+  // While alive, the installed stop function may run; the destructor uninstalls it (waiting for a
+  // run in progress on another thread), so it never runs after the call has returned.
+  class Hook {
+   public:
+    Hook() = default;
+    explicit Hook(CancelToken* token) : token_(token) {}
+    Hook(Hook&& other) noexcept : token_(std::exchange(other.token_, nullptr)) {}
+    Hook& operator=(Hook&& other) noexcept;
+    Hook(const Hook&) = delete;
+    Hook& operator=(const Hook&) = delete;
+    ~Hook();
+
+   private:
+    CancelToken* token_ = nullptr;
+  };
+
+  CancelToken() = default;
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+
+  void cancel();
+  bool cancelled() const;
+  // Installs `stop` (one at a time: a second call replaces the first). It runs on the cancelling
+  // thread, or on this one when the token is cancelled already, under the token's lock: it must be
+  // short and must not use the token.
+  [[nodiscard]] Hook on_cancel(std::function<void()> stop);
+
+ private:
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  std::function<void()> stop_;
+};
 
 struct HttpHeader {
   std::string name;
@@ -47,6 +93,8 @@ struct HttpRequest {
   BodySink body_sink;
   // Longest silence while sending or receiving (not a bound on the whole transfer).
   std::chrono::milliseconds io_timeout{30000};
+  // When set, cancelling it from another thread stops the request (Errc::cancelled).
+  std::shared_ptr<CancelToken> cancel;
 };
 
 struct HttpResponse {
@@ -82,6 +130,13 @@ class ServerLink {
   // Opens the delivery WebSocket with this bearer token. A refused upgrade (401, 503) gives
   // Errc::server_error.
   virtual Result<std::unique_ptr<DeliverySocket>> open_delivery(std::string_view bearer) = 0;
+  // open_delivery() that `cancel` stops from another thread (Errc::cancelled). The default ignores
+  // the token: enough for links whose calls cannot hang (test fakes).
+  virtual Result<std::unique_ptr<DeliverySocket>> open_delivery_cancellable(std::string_view bearer,
+                                                                            CancelToken& cancel) {
+    (void)cancel;
+    return open_delivery(bearer);
+  }
   // A short description of the path for logs and `doctor` ("direct 127.0.0.1:8443").
   virtual std::string describe() const = 0;
 };

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -231,6 +232,16 @@ class RawServer {
     std::unique_lock lock(mutex_);
     return cv_.wait_for(lock, 5s, [&] { return ended_ >= n; });
   }
+  // Waits (without a limit) until `n` connections were accepted, or some bytes were received
+  // (after the TLS handshake, with TLS).
+  void wait_accepted(int n) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return accepted_ >= n; });
+  }
+  void wait_received() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return received_ > 0; });
+  }
   std::size_t bytes_received() {
     std::lock_guard lock(mutex_);
     return received_;
@@ -241,6 +252,11 @@ class RawServer {
     for (;;) {
       auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
       if (ec) co_return;
+      {
+        std::lock_guard lock(mutex_);
+        ++accepted_;
+        cv_.notify_all();
+      }
       asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
     }
   }
@@ -265,6 +281,7 @@ class RawServer {
           {
             std::lock_guard lock(mutex_);
             received_ += n;
+            cv_.notify_all();
           }
           seen.append(buffer.data(), n);
           if (reply_ && !replied && seen.find("\r\n\r\n") != std::string::npos) {
@@ -290,6 +307,7 @@ class RawServer {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::size_t received_ = 0;
+  int accepted_ = 0;
   int ended_ = 0;
 };
 
@@ -640,6 +658,71 @@ TEST(HttpsLink, PeerThatNeverSpeaksTlsTimesOut) {
   auto answer = link.send(request("GET", "/"));
   ASSERT_FALSE(answer.ok());
   EXPECT_EQ(answer.error(), make_error_code(Errc::timeout));
+}
+
+// A call waiting on a handshake that never comes, with a timeout far away: a cancel from another
+// thread ends it (Errc::cancelled) and closes its connection, for each kind of call.
+TEST(HttpsLink, CancelStopsACallWaitingOnTheHandshake) {
+  RawServer peer(false);  // accepts, reads the ClientHello, never answers
+  HttpsLinkOptions options;
+  options.connect_timeout = 60s;
+  HttpsLink link(invite_for(peer.port(), wrong_pin()), options);
+  const std::vector<std::function<std::error_code(const std::shared_ptr<CancelToken>&)>> calls = {
+      [&](const std::shared_ptr<CancelToken>& cancel) { return link.prepare(cancel.get()).error(); },
+      [&](const std::shared_ptr<CancelToken>& cancel) {
+        return link.open_delivery_cancellable("token", *cancel).error();
+      },
+      [&](const std::shared_ptr<CancelToken>& cancel) {
+        auto r = request("GET", "/");
+        r.cancel = cancel;
+        return link.send(r).error();
+      },
+  };
+  int connections = 0;
+  for (const auto& call : calls) {
+    SCOPED_TRACE(connections);
+    auto cancel = std::make_shared<CancelToken>();
+    std::error_code got;
+    std::thread caller([&] { got = call(cancel); });
+    peer.wait_accepted(++connections);  // connected: the handshake is under way
+    cancel->cancel();
+    caller.join();
+    EXPECT_EQ(got, make_error_code(Errc::cancelled));
+    EXPECT_TRUE(peer.wait_ended(connections));  // the client closed its side
+  }
+  // Cancelled before it starts: no connection at all.
+  const auto opened = link.connections_opened();
+  auto early = std::make_shared<CancelToken>();
+  early->cancel();
+  EXPECT_EQ(link.prepare(early.get()).error(), make_error_code(Errc::cancelled));
+  EXPECT_EQ(link.connections_opened(), opened);
+}
+
+// A cancelled request closes the connection it was using; the link goes on as before.
+TEST(HttpsLink, ACancelledRequestLeavesTheLinkUsable) {
+  RawServer peer(true);  // handshakes, reads, never answers
+  HttpsLink link(invite_for(peer.port(), peer.pin()));
+  ASSERT_TRUE(link.prepare().ok());  // a connection waits in the pool
+  auto r = request("GET", "/v1/devices");
+  r.io_timeout = 60s;
+  r.cancel = std::make_shared<CancelToken>();
+  Result<HttpResponse> answer = Errc::unreachable;
+  std::thread caller([&] { answer = link.send(r); });
+  peer.wait_received();  // the request went out on the pooled connection
+  r.cancel->cancel();
+  caller.join();
+  ASSERT_FALSE(answer.ok());
+  EXPECT_EQ(answer.error(), make_error_code(Errc::cancelled));
+  EXPECT_TRUE(peer.wait_ended(1));
+  EXPECT_EQ(link.connections_opened(), 1u);
+  // The next call opens a fresh connection, untouched by the cancel.
+  EXPECT_TRUE(link.prepare().ok());
+  EXPECT_EQ(link.connections_opened(), 2u);
+  // A token cancelled after its call has finished changes nothing.
+  auto late = std::make_shared<CancelToken>();
+  EXPECT_TRUE(link.prepare(late.get()).ok());
+  late->cancel();
+  EXPECT_EQ(link.connections_opened(), 3u);
 }
 
 TEST(HttpsLink, OversizedAnswersAreProtocolErrors) {

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -270,15 +272,54 @@ struct HttpsLink::Core {
     Result<T> result = co_await std::move(op);
     promise->set_value(std::move(result));
   }
+
+  // The cancellation of one call, io thread only. The signal outlives the call's coroutine (its
+  // cancellation state lives in the signal's slot) and is never emitted once the call has ended.
+  struct CallCancel {
+    asio::cancellation_signal signal;
+    bool ended = false;
+  };
+
+  // Cancels the operation the call waits on, and again every kCancelAgain until the call has
+  // ended. Once is not always enough: a cancellation that lands between two steps of a composed
+  // operation (the TLS handshake's write, then its read) is not seen by the next step, and a
+  // system resolve cannot be cancelled (its successor is).
+  static constexpr std::chrono::milliseconds kCancelAgain{20};
+  void stop_call(const std::shared_ptr<CallCancel>& call) {
+    if (call->ended) return;
+    call->signal.emit(asio::cancellation_type::terminal);
+    auto again = std::make_shared<asio::steady_timer>(io, kCancelAgain);
+    again->async_wait([this, call, again](const boost::system::error_code& ec) {
+      if (!ec) stop_call(call);
+    });
+  }
+
+  // Runs `op` on the io thread and waits for its result; `cancel` (may be null) stops it. Once
+  // cancelled, the operation the coroutine waits on ends with operation_aborted and any further
+  // co_await throws it (Asio's throw_if_cancelled): either way the call ends with an error, which
+  // is reported as Errc::cancelled. A call that had finished before the cancel keeps its result.
   template <class T>
-  Result<T> run(awaitable<Result<T>> op) {
+  Result<T> run(awaitable<Result<T>> op, CancelToken* cancel = nullptr) {
+    if (cancel && cancel->cancelled()) return Errc::cancelled;
     auto promise = std::make_shared<std::promise<Result<T>>>();
     auto future = promise->get_future();
-    auto on_exit = [promise](std::exception_ptr e) {
+    auto call = std::make_shared<CallCancel>();
+    auto on_exit = [this, promise, call](std::exception_ptr e) {
+      call->ended = true;
       if (e) promise->set_value(Errc::protocol_error);
+      // The coroutine's cancellation state lives in the signal and is torn down after this
+      // handler, in the same turn of the io thread: the signal goes only after that.
+      asio::post(io, [call] {});
     };
-    asio::co_spawn(io, deliver<T>(std::move(op), promise), on_exit);
-    return future.get();
+    asio::co_spawn(io, deliver<T>(std::move(op), promise),
+                   asio::bind_cancellation_slot(call->signal.slot(), on_exit));
+    if (!cancel) return future.get();
+    Result<T> result = [&] {
+      auto hook = cancel->on_cancel([this, call] { asio::post(io, [this, call] { stop_call(call); }); });
+      return future.get();
+    }();
+    if (!result && cancel->cancelled()) return Errc::cancelled;
+    return result;
   }
 
   // A fresh connection: resolve, TCP connect, TLS handshake, pin check; then, when the invite
@@ -762,15 +803,29 @@ HttpsLink::~HttpsLink() = default;
 
 Result<HttpResponse> HttpsLink::send(const HttpRequest& request) {
   if (core_->on_io_thread()) return Errc::invalid_argument;  // from a body callback: would deadlock
-  return core_->run<HttpResponse>(core_->send(request));
+  return core_->run<HttpResponse>(core_->send(request), request.cancel.get());
 }
 
-Result<std::unique_ptr<DeliverySocket>> HttpsLink::open_delivery(std::string_view bearer) {
-  if (core_->on_io_thread()) return Errc::invalid_argument;
+namespace {
+
+Result<std::unique_ptr<DeliverySocket>> open_delivery_on(const std::shared_ptr<HttpsLink::Core>& core,
+                                                         std::string_view bearer, CancelToken* cancel) {
+  if (core->on_io_thread()) return Errc::invalid_argument;
   if (!clean(bearer)) return Errc::invalid_argument;
-  auto state = core_->run<std::shared_ptr<WsState>>(core_->open_delivery(std::string(bearer)));
+  auto state = core->run<std::shared_ptr<WsState>>(core->open_delivery(std::string(bearer)), cancel);
   if (!state) return state.error();
-  return std::unique_ptr<DeliverySocket>(std::make_unique<HttpsDeliverySocket>(core_, std::move(*state)));
+  return std::unique_ptr<DeliverySocket>(std::make_unique<HttpsDeliverySocket>(core, std::move(*state)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DeliverySocket>> HttpsLink::open_delivery(std::string_view bearer) {
+  return open_delivery_on(core_, bearer, nullptr);
+}
+
+Result<std::unique_ptr<DeliverySocket>> HttpsLink::open_delivery_cancellable(std::string_view bearer,
+                                                                             CancelToken& cancel) {
+  return open_delivery_on(core_, bearer, &cancel);
 }
 
 std::string HttpsLink::describe() const {
@@ -780,7 +835,7 @@ std::string HttpsLink::describe() const {
   return text;
 }
 
-Status HttpsLink::prepare() {
+Status HttpsLink::prepare(CancelToken* cancel) {
   if (core_->on_io_thread()) return Errc::invalid_argument;
   auto op = [](std::shared_ptr<Core> core) -> awaitable<Result<bool>> {
     auto conn = co_await core->connect();
@@ -788,7 +843,7 @@ Status HttpsLink::prepare() {
     core->put_idle(std::move(*conn));
     co_return true;
   };
-  auto done = core_->run<bool>(op(core_));
+  auto done = core_->run<bool>(op(core_), cancel);
   if (!done) return done.error();
   return Status{};
 }

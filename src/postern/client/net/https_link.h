@@ -16,6 +16,13 @@
 //
 // BodySource / BodySink callbacks run on the link's io thread: they must not block for long and
 // must not call back into the link.
+//
+// Cancellation (CancelToken, server_link.h): a call's coroutine is spawned with an Asio
+// cancellation slot; cancel() posts a terminal cancellation to the io thread, which aborts the
+// socket operation the call is waiting on (connect, TLS or inner handshake, read, write) and any
+// later one, and the call returns Errc::cancelled. The connection it was making or using is closed;
+// the pool and other calls are untouched, so the link works as before for the next call. Name
+// resolution by the system resolver cannot be interrupted: the call stops when it ends.
 #pragma once
 
 #include <chrono>
@@ -77,11 +84,14 @@ class HttpsLink final : public ServerLink {
 
   Result<HttpResponse> send(const HttpRequest& request) override;
   Result<std::unique_ptr<DeliverySocket>> open_delivery(std::string_view bearer) override;
+  Result<std::unique_ptr<DeliverySocket>> open_delivery_cancellable(std::string_view bearer,
+                                                                    CancelToken& cancel) override;
   std::string describe() const override;
 
   // Opens one connection (TCP, proxy, TLS, pin, inner channel) and keeps it idle for the next
   // request: a probe of the path that costs nothing when the path works (MultiPathLink races these).
-  Status prepare();
+  // `cancel`, when given, stops it from another thread (Errc::cancelled).
+  Status prepare(CancelToken* cancel = nullptr);
 
   // TCP connections opened so far (HTTP and WebSocket), for diagnostics and tests of reuse.
   std::uint64_t connections_opened() const;

@@ -1,5 +1,7 @@
 // MultiPathLink: see path_link.h. No Boost here: the paths are ServerLinks with blocking calls,
-// raced on short-lived threads that touch only their path and their race's own state.
+// raced on short-lived threads that touch only their path and their race's own state. Each attempt
+// has its own CancelToken: the race cancels the attempts still running once it is decided, and the
+// link cancels whatever still runs before it joins the threads.
 #include "postern/client/net/path_link.h"
 
 #include <algorithm>
@@ -167,12 +169,28 @@ struct Race {
   std::condition_variable cv;
   struct Entry {
     std::size_t path = 0;
+    std::shared_ptr<CancelToken> cancel;  // stops this attempt once the race is decided
     bool done = false;
     std::optional<Result<T>> result;
   };
   std::vector<Entry> entries;
   bool decided = false;  // a winner was taken: later successes are dropped by their racer
+  bool aborted = false;  // the caller cancelled the race
+
+  // Marks the race decided and hands back the tokens of the attempts still running, to be
+  // cancelled without the lock (a token's stop function may take locks of its own).
+  std::vector<std::shared_ptr<CancelToken>> decide() {
+    decided = true;
+    std::vector<std::shared_ptr<CancelToken>> running;
+    for (const auto& e : entries)
+      if (!e.done) running.push_back(e.cancel);
+    return running;
+  }
 };
+
+void cancel_all(const std::vector<std::shared_ptr<CancelToken>>& tokens) {
+  for (const auto& token : tokens) token->cancel();
+}
 
 }  // namespace
 
@@ -185,6 +203,7 @@ struct MultiPathLink::Shared {
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<CancelToken> cancel;
   };
 
   Shared(std::vector<Path> paths_in, MultiPathOptions options_in)
@@ -197,8 +216,13 @@ struct MultiPathLink::Shared {
 
   ~Shared() {
     std::lock_guard lock(workers_mutex);
+    // What still runs belongs to races already decided (a race's caller holds the link or its
+    // delivery socket): nobody wants its answer, so it is stopped rather than waited for. An
+    // attempt on a link that ignores tokens is waited for (bounded by its own timeouts).
     for (auto& w : workers)
-      if (w.thread.joinable()) w.thread.join();  // bounded by the paths' connect timeouts
+      if (!w.done->load()) w.cancel->cancel();
+    for (auto& w : workers)
+      if (w.thread.joinable()) w.thread.join();
   }
 
   const std::vector<Path> paths;
@@ -209,7 +233,8 @@ struct MultiPathLink::Shared {
   std::mutex workers_mutex;
   std::vector<Worker> workers;
 
-  void spawn(std::function<void()> fn) {
+  // Runs fn on a worker thread; `cancel` is what stops it (cancelled when the link goes).
+  void spawn(std::function<void()> fn, std::shared_ptr<CancelToken> cancel) {
     auto done = std::make_shared<std::atomic<bool>>(false);
     std::lock_guard lock(workers_mutex);
     for (auto it = workers.begin(); it != workers.end();) {
@@ -224,7 +249,7 @@ struct MultiPathLink::Shared {
                                fn();
                                done->store(true);
                              }),
-                             done});
+                             done, std::move(cancel)});
   }
 
   bool backing_off(std::size_t i, Clock::time_point now) const {
@@ -278,26 +303,43 @@ struct MultiPathLink::Shared {
     return state[i].worked && !backing_off(i, Clock::now());
   }
 
-  // Runs op on the candidates, starting the next one when the last started has not finished
-  // within race_delay (or has failed). The first success wins; a success that comes later is
-  // handed to `drop`. Failures mark their path. Returns the winner's path and value, or the error
-  // of the last failure (pin_mismatch if any path had it).
+  // One attempt of a race: op(path, its token).
   template <class T>
-  Result<std::pair<std::size_t, T>> race(const std::vector<std::size_t>& order,
-                                         const std::function<Result<T>(std::size_t)>& op,
-                                         const std::function<void(T&)>& drop) {
+  using Attempt = std::function<Result<T>(std::size_t path, CancelToken& cancel)>;
+
+  // Runs op on the candidates, starting the next one when the last started has not finished
+  // within race_delay (or has failed). The first success wins and the attempts still running are
+  // cancelled; a success that comes later all the same is handed to `drop`. Failures before the
+  // decision mark their path (a cancelled attempt's error comes after it, and is not looked at).
+  // Returns the winner's path and value, or the error of the last failure (pin_mismatch if any
+  // path had it), or Errc::cancelled when `outer` (may be null) was cancelled first.
+  template <class T>
+  Result<std::pair<std::size_t, T>> race(const std::vector<std::size_t>& order, const Attempt<T>& op,
+                                         const std::function<void(T&)>& drop, CancelToken* outer) {
     if (order.empty()) return Errc::unreachable;
+    if (outer && outer->cancelled()) return Errc::cancelled;
     auto r = std::make_shared<Race<T>>();
+    // Declared before the lock below, so destroyed after it is released: a cancel in progress
+    // (which takes r->mutex) can finish while the hook waits for it.
+    CancelToken::Hook abort_hook;
+    if (outer) {
+      abort_hook = outer->on_cancel([r] {
+        std::lock_guard lock(r->mutex);
+        r->aborted = true;
+        r->cv.notify_all();
+      });
+    }
     std::size_t next = 0;
     auto start = [&](std::size_t path) {
       std::size_t slot = 0;
+      auto token = std::make_shared<CancelToken>();
       {
         std::lock_guard lock(r->mutex);
         slot = r->entries.size();
-        r->entries.push_back({path, false, std::nullopt});
+        r->entries.push_back({path, token, false, std::nullopt});
       }
-      spawn([r, slot, path, op, drop] {
-        Result<T> result = op(path);
+      spawn([r, slot, path, op, drop, token] {
+        Result<T> result = op(path, *token);
         std::unique_lock lock(r->mutex);
         if (r->decided && result) {
           lock.unlock();
@@ -310,7 +352,7 @@ struct MultiPathLink::Shared {
         r->entries[slot].result.emplace(std::move(result));
         r->entries[slot].done = true;
         r->cv.notify_all();
-      });
+      }, token);
     };
     start(order[next++]);
     auto last_start = Clock::now();
@@ -319,6 +361,12 @@ struct MultiPathLink::Shared {
     std::vector<bool> reported;
     std::unique_lock lock(r->mutex);
     for (;;) {
+      if (r->aborted) {
+        const auto stopping = r->decide();
+        lock.unlock();
+        cancel_all(stopping);
+        return Errc::cancelled;
+      }
       // Failures so far: mark them (once) and look for a winner.
       std::size_t running = 0;
       for (std::size_t k = 0; k < r->entries.size(); ++k) {
@@ -330,10 +378,11 @@ struct MultiPathLink::Shared {
         }
         if (!e.result || reported[k]) continue;
         if (*e.result) {
-          r->decided = true;
           T value = std::move(**e.result);
           const std::size_t path = e.path;
+          const auto losers = r->decide();
           lock.unlock();
+          cancel_all(losers);
           mark_ok(path);
           return std::pair<std::size_t, T>(path, std::move(value));
         }
@@ -360,6 +409,7 @@ struct MultiPathLink::Shared {
         continue;
       }
       auto ready = [&] {
+        if (r->aborted) return true;
         for (std::size_t k = 0; k < r->entries.size(); ++k)
           if (r->entries[k].done && (k >= reported.size() || !reported[k])) return true;
         return false;
@@ -372,15 +422,19 @@ struct MultiPathLink::Shared {
     }
   }
 
+  // A delivery socket through the first path that opens one (`skip` left out); `outer` (may be
+  // null) stops the race.
   Result<std::pair<std::size_t, std::unique_ptr<DeliverySocket>>> open(
-      const std::shared_ptr<std::string>& bearer, const std::vector<std::size_t>& skip = {}) {
-    std::function<Result<std::unique_ptr<DeliverySocket>>(std::size_t)> op =
-        [links = link_list(), bearer](std::size_t i) { return links[i]->open_delivery(*bearer); };
+      const std::shared_ptr<std::string>& bearer, const std::vector<std::size_t>& skip, CancelToken* outer) {
+    Attempt<std::unique_ptr<DeliverySocket>> op = [links = link_list(), bearer](std::size_t i,
+                                                                                CancelToken& cancel) {
+      return links[i]->open_delivery_cancellable(*bearer, cancel);
+    };
     std::function<void(std::unique_ptr<DeliverySocket>&)> drop = [](std::unique_ptr<DeliverySocket>& s) {
       if (s) s->close();
       s.reset();
     };
-    return race<std::unique_ptr<DeliverySocket>>(candidates(skip), op, drop);
+    return race<std::unique_ptr<DeliverySocket>>(candidates(skip), op, drop, outer);
   }
 
   std::vector<std::shared_ptr<ServerLink>> link_list() const {
@@ -431,6 +485,7 @@ class MultiPathDeliverySocket final : public DeliverySocket {
 
   void close() override {
     if (closed_.exchange(true)) return;
+    closing_.cancel();  // a reopen in progress on another thread stops racing
     auto socket = current();
     if (socket) socket->close();
   }
@@ -452,12 +507,18 @@ class MultiPathDeliverySocket final : public DeliverySocket {
     if (closed_.load()) return false;
     shared_->mark_failed(path_);
     failed->close();
-    auto opened = shared_->open(bearer_, {path_});
-    if (!opened) opened = shared_->open(bearer_);  // the failed path too, as a last resort
+    auto opened = shared_->open(bearer_, {path_}, &closing_);
+    if (!opened && opened.error() != make_error_code(Errc::cancelled)) {
+      opened = shared_->open(bearer_, {}, &closing_);  // the failed path too, as a last resort
+    }
     if (!opened) return false;
-    std::lock_guard lock(mutex_);
-    path_ = opened->first;
-    socket_ = std::shared_ptr<DeliverySocket>(std::move(opened->second));
+    auto socket = std::shared_ptr<DeliverySocket>(std::move(opened->second));
+    {
+      std::lock_guard lock(mutex_);
+      path_ = opened->first;
+      socket_ = socket;
+    }
+    if (closed_.load()) socket->close();  // closed while it opened: close() saw the old socket
     return true;
   }
 
@@ -468,6 +529,7 @@ class MultiPathDeliverySocket final : public DeliverySocket {
   std::mutex reopen_mutex_;
   std::shared_ptr<DeliverySocket> socket_;
   std::atomic<bool> closed_{false};
+  CancelToken closing_;  // cancelled by close(): stops a reopen's race
 };
 
 std::shared_ptr<std::string> wiped_copy(std::string_view text) {
@@ -495,15 +557,15 @@ Result<HttpResponse> MultiPathLink::send(const HttpRequest& request) {
     std::size_t path = order.front();
     if (!shared_->usable_now(path)) {
       // Not known to work now: race connections (kept idle for this request) to find one.
-      std::function<Result<bool>(std::size_t)> probe = [paths =
-                                                            shared_->paths](std::size_t i) -> Result<bool> {
+      Shared::Attempt<bool> probe = [paths = shared_->paths](std::size_t i,
+                                                             CancelToken& cancel) -> Result<bool> {
         if (!paths[i].probe) return true;
-        auto ok = paths[i].probe();
+        auto ok = paths[i].probe(cancel);
         if (!ok) return ok.error();
         return true;
       };
       std::function<void(bool&)> drop = [](bool&) {};
-      auto won = shared_->race<bool>(order, probe, drop);
+      auto won = shared_->race<bool>(order, probe, drop, request.cancel.get());
       if (!won) {
         if (won.error() == make_error_code(Errc::pin_mismatch)) pin_failed = true;
         last = won.error();
@@ -528,8 +590,14 @@ Result<HttpResponse> MultiPathLink::send(const HttpRequest& request) {
 }
 
 Result<std::unique_ptr<DeliverySocket>> MultiPathLink::open_delivery(std::string_view bearer) {
+  CancelToken never;
+  return open_delivery_cancellable(bearer, never);
+}
+
+Result<std::unique_ptr<DeliverySocket>> MultiPathLink::open_delivery_cancellable(std::string_view bearer,
+                                                                                 CancelToken& cancel) {
   auto secret = wiped_copy(bearer);
-  auto opened = shared_->open(secret);
+  auto opened = shared_->open(secret, {}, &cancel);
   if (!opened) return opened.error();
   return std::unique_ptr<DeliverySocket>(
       std::make_unique<MultiPathDeliverySocket>(shared_, secret, opened->first, std::move(opened->second)));
@@ -538,6 +606,12 @@ Result<std::unique_ptr<DeliverySocket>> MultiPathLink::open_delivery(std::string
 std::string MultiPathLink::current_key() const {
   std::lock_guard lock(shared_->mutex);
   return shared_->paths.empty() ? std::string("no path") : shared_->paths[shared_->current].key;
+}
+
+std::vector<std::string> MultiPathLink::candidate_keys() const {
+  std::vector<std::string> keys;
+  for (const std::size_t i : shared_->candidates()) keys.push_back(shared_->paths[i].key);
+  return keys;
 }
 
 std::string MultiPathLink::describe() const {
@@ -556,10 +630,10 @@ std::unique_ptr<MultiPathLink> make_multi_path_link(const Invite& server, const 
     auto link = std::make_shared<HttpsLink>(invite, options);
     MultiPathLink::Path path;
     path.key = std::string(invite.relay ? "relay " : "direct ") + host_port(invite);
-    path.probe = [weak = std::weak_ptr<HttpsLink>(link)]() -> Status {
+    path.probe = [weak = std::weak_ptr<HttpsLink>(link)](CancelToken& cancel) -> Status {
       auto l = weak.lock();
       if (!l) return Errc::unreachable;
-      return l->prepare();
+      return l->prepare(&cancel);
     };
     path.link = std::move(link);
     paths.push_back(std::move(path));

@@ -9,7 +9,10 @@
 // - races: it starts the first candidate's connection and, when that has not connected within
 //   `race_delay` (1 s), also starts the next one, and so on; the first that connects is used and
 //   the others are dropped (a losing delivery socket is closed; a losing HTTP connection waits
-//   unused in its path's pool until it expires);
+//   unused in its path's pool until it expires), and those still connecting are cancelled
+//   (CancelToken, server_link.h): their connections are closed at once, and, as they did not
+//   fail, their paths are not marked. Nothing outlives the link: its destructor cancels the
+//   attempts still running and joins their threads (no detached thread, no wait for a timeout);
 // - moves on to the next path when a request fails in transport (the connection could not be
 //   made, or no answer came: Errc::unreachable, timeout or pin_mismatch), and when the delivery
 //   socket dies without a close code from the server (a black-holed path: HttpsLink's keep-alive
@@ -64,7 +67,9 @@ class MultiPathLink final : public ServerLink {
   struct Path {
     std::string key;                   // "direct HOST:PORT" or "relay HOST:PORT" (no secrets)
     std::shared_ptr<ServerLink> link;  // the path
-    std::function<Status()> probe;     // opens a connection (HttpsLink::prepare); may be empty
+    // Opens a connection (HttpsLink::prepare), stopped by the token when another path has won;
+    // may be empty.
+    std::function<Status(CancelToken& cancel)> probe;
   };
 
   MultiPathLink(std::vector<Path> paths, MultiPathOptions options = {});
@@ -72,13 +77,19 @@ class MultiPathLink final : public ServerLink {
   MultiPathLink(const MultiPathLink&) = delete;
   MultiPathLink& operator=(const MultiPathLink&) = delete;
 
+  // request.cancel, when set, also stops the race of the paths' probes.
   Result<HttpResponse> send(const HttpRequest& request) override;
   Result<std::unique_ptr<DeliverySocket>> open_delivery(std::string_view bearer) override;
+  Result<std::unique_ptr<DeliverySocket>> open_delivery_cancellable(std::string_view bearer,
+                                                                    CancelToken& cancel) override;
   // "relay 203.0.113.5:443 (2 paths)": the path in use (or to be tried first).
   std::string describe() const override;
 
   // The key of the path in use (or to be tried first).
   std::string current_key() const;
+  // The keys of all paths in the order the next connection tries them: the current path unless it
+  // is backing off, the others in list order, then those backing off (for diagnostics and tests).
+  std::vector<std::string> candidate_keys() const;
 
   struct Shared;  // path_link.cpp
 
