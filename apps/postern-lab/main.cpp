@@ -347,6 +347,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
                     << (c.note.empty() || c.status != Cell::Status::blocked ? "" : " (" + c.note + ")") << "\n";
           cells.push_back(std::move(c));
         }
+        lab.services().park(*s);
       }
       lab.stop_censor();
     }

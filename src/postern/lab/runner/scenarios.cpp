@@ -254,10 +254,12 @@ std::map<std::string, std::uint64_t> PathMeter::parse(const std::string& listing
 constexpr std::uint64_t kMinPathBytes = 1000;
 
 std::string path_from(const std::map<std::string, std::uint64_t>& before,
-                      const std::map<std::string, std::uint64_t>& after) {
+                      const std::map<std::string, std::uint64_t>& after, const std::vector<std::string>& addresses) {
   std::string best;
   std::uint64_t most = 0;
   for (const auto& [address, bytes] : after) {
+    // Only the system's own addresses: another system's client may talk in the background.
+    if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) continue;
     const auto it = before.find(address);
     const std::uint64_t delta = bytes - (it == before.end() ? 0 : std::min(it->second, bytes));
     const std::string p = path_of_address(address);
@@ -364,7 +366,7 @@ std::vector<Cell> run_scenarios(const Services& s, const SystemInfo& system, con
       c.status = Cell::Status::not_run;
       c.note = "interrupted";
     }
-    c.path = path_from(counters, meter.read(o.run_dir));
+    c.path = path_from(counters, meter.read(o.run_dir), system.addresses);
     c.flagged = flags_from_events(events_since(o.events_path, events_at), system.addresses);
     if (c.status == Cell::Status::blocked && c.flagged.empty()) {
       // Nothing flagged during this step: a verdict from earlier in this profile (a block that

@@ -47,9 +47,10 @@ class PathMeter {
   std::string ns_;
 };
 
-// The path ("direct", "relay", "proxy") from counters before and after, "" when nothing went abroad.
+// The path ("direct", "relay", "proxy") from counters before and after, counting only the
+// system's addresses; "" when nothing went there.
 std::string path_from(const std::map<std::string, std::uint64_t>& before,
-                      const std::map<std::string, std::uint64_t>& after);
+                      const std::map<std::string, std::uint64_t>& after, const std::vector<std::string>& addresses);
 
 // The censor's events (JSON Lines) about the given addresses, as unique "module/action" strings.
 // DNS events about alice's queries count too. Lines that do not parse are skipped.

@@ -625,6 +625,12 @@ Status Services::start_tor_client(std::chrono::milliseconds wait, std::string& w
   return {};
 }
 
+void Services::park(const SystemInfo& s) {
+  if (s.name != "tor-obfs4" || tor_client_ < 0) return;
+  stop(tor_client_);
+  tor_client_ = -1;
+}
+
 void Services::refresh(const SystemInfo& s, std::chrono::milliseconds wait) {
   if (s.name != "tor-obfs4" || !prepared(s.name)) return;
   std::string why;
@@ -732,6 +738,7 @@ Status Services::prepare(const SystemInfo& s, std::string& why) {
   }
   POSTERN_CHECK(register_account(alice, invite, why));
   alice_[s.name] = alice;
+  park(s);
   return {};
 }
 

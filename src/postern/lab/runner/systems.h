@@ -124,6 +124,9 @@ class Services {
   // blocked under the previous profile). Waits at most `wait` for it to be ready, and is quiet
   // when it is not: then the scenarios show what the censor does.
   void refresh(const SystemInfo& s, std::chrono::milliseconds wait);
+  // After its scenarios: such a client stops, so that its background traffic (Tor fetches a
+  // consensus every few seconds here) does not cross the censor while other systems are measured.
+  void park(const SystemInfo& s);
 
   const Account& alice(const std::string& system) const { return alice_.at(system); }
   const Account& bob(const std::string& system) const;

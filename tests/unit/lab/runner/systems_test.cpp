@@ -175,12 +175,16 @@ TEST(LabScenarios, CountersAndPath) {
   const auto m = PathMeter::parse(listing);
   ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m.at("10.20.0.10"), 5000u);
-  EXPECT_EQ(path_from({{"10.20.0.10", 1000}, {"10.20.0.11", 89000}}, m), "direct");
-  EXPECT_EQ(path_from({{"10.20.0.10", 0}, {"10.20.0.11", 0}}, m), "relay");
-  EXPECT_EQ(path_from(m, m), "");
+  const std::vector<std::string> both{"10.20.0.10", "10.20.0.11"};
+  EXPECT_EQ(path_from({{"10.20.0.10", 1000}, {"10.20.0.11", 89000}}, m, both), "direct");
+  EXPECT_EQ(path_from({{"10.20.0.10", 0}, {"10.20.0.11", 0}}, m, both), "relay");
+  EXPECT_EQ(path_from(m, m, both), "");
   // Stray retransmissions (under 1000 bytes) are not a path.
-  EXPECT_EQ(path_from({{"10.20.0.10", 4500}, {"10.20.0.11", 90000}}, m), "");
-  EXPECT_EQ(path_from({{"10.20.0.10", 4000}, {"10.20.0.11", 90000}}, m), "direct");
+  EXPECT_EQ(path_from({{"10.20.0.10", 4500}, {"10.20.0.11", 90000}}, m, both), "");
+  EXPECT_EQ(path_from({{"10.20.0.10", 4000}, {"10.20.0.11", 90000}}, m, both), "direct");
+  // Another system's address (a background client) is not this system's path.
+  EXPECT_EQ(path_from({{"10.20.0.10", 4000}, {"10.20.0.11", 0}}, m, {"10.20.0.10"}), "direct");
+  EXPECT_EQ(path_from({{"10.20.0.10", 5000}, {"10.20.0.11", 0}}, m, {"10.20.0.10"}), "");
   const auto cmds = PathMeter::install_commands("pl00aa-censor");
   EXPECT_EQ(cmds[0], (Argv{"ip", "netns", "exec", "pl00aa-censor", "nft", "add", "table", "ip", "postern_lab_meter"}));
 }
