@@ -273,7 +273,8 @@ std::string path_from(const std::map<std::string, std::uint64_t>& before,
   return best;
 }
 
-std::vector<std::string> flags_from_events(const std::string& jsonl, const std::vector<std::string>& addresses) {
+std::vector<std::string> flags_from_events(const std::string& jsonl, const std::vector<std::string>& addresses,
+                                           const std::vector<std::string>& names) {
   std::vector<std::string> out;
   std::istringstream in(jsonl);
   std::string line;
@@ -287,7 +288,15 @@ std::vector<std::string> flags_from_events(const std::string& jsonl, const std::
     const std::string module = str("module"), action = str("action"), server = str("server"), client = str("client");
     if (module.empty() || action.empty() || action == "pass" || module == "flow") continue;
     const bool ours = std::find(addresses.begin(), addresses.end(), server) != addresses.end();
-    const bool alices_dns = module == "dns" && client == addr::user;
+    // DNS events name what was asked ("name=chat.whatsapp.lab a=..."): alice's, for the system's names.
+    bool alices_dns = false;
+    if (module == "dns" && client == addr::user) {
+      std::istringstream words(str("detail"));
+      std::string w;
+      while (words >> w)
+        if (w.rfind("name=", 0) == 0 && std::find(names.begin(), names.end(), w.substr(5)) != names.end())
+          alices_dns = true;
+    }
     if (!ours && !alices_dns) continue;
     const std::string f = module + "/" + action;
     if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
@@ -367,11 +376,11 @@ std::vector<Cell> run_scenarios(const Services& s, const SystemInfo& system, con
       c.note = "interrupted";
     }
     c.path = path_from(counters, meter.read(o.run_dir), system.addresses);
-    c.flagged = flags_from_events(events_since(o.events_path, events_at), system.addresses);
+    c.flagged = flags_from_events(events_since(o.events_path, events_at), system.addresses, system.names);
     if (c.status == Cell::Status::blocked && c.flagged.empty()) {
       // Nothing flagged during this step: a verdict from earlier in this profile (a block that
       // outlasts the connection it was made on, or one made while a client bootstrapped) is why.
-      c.flagged = flags_from_events(events_since(o.events_path, 0), system.addresses);
+      c.flagged = flags_from_events(events_since(o.events_path, 0), system.addresses, system.names);
       if (!c.flagged.empty()) c.note += (c.note.empty() ? "" : "; ") + std::string("flagged earlier in this profile");
     }
     cells.push_back(std::move(c));

@@ -53,8 +53,10 @@ std::string path_from(const std::map<std::string, std::uint64_t>& before,
                       const std::map<std::string, std::uint64_t>& after, const std::vector<std::string>& addresses);
 
 // The censor's events (JSON Lines) about the given addresses, as unique "module/action" strings.
-// DNS events about alice's queries count too. Lines that do not parse are skipped.
-std::vector<std::string> flags_from_events(const std::string& jsonl, const std::vector<std::string>& addresses);
+// DNS events about alice's queries for the given names count too. Lines that do not parse are
+// skipped.
+std::vector<std::string> flags_from_events(const std::string& jsonl, const std::vector<std::string>& addresses,
+                                           const std::vector<std::string>& names = {});
 // What the censor's static firewall rules do to a system, which leave no event behind: its
 // address on the IP blocklist ("ip-blocklist/drop"), its port outside the port allowlist
 // ("port-allowlist/drop").

@@ -48,31 +48,36 @@ const std::vector<SystemInfo>& systems() {
        "inner channel opened only with the invite's secret; the invite carries the address (addr=), so no DNS",
        {},
        true,
-       {addr::server}},
+       {addr::server},
+       {}},
       {"postern-relay",
        "the same client with a volunteer relay (10.20.0.11:443) added: it tries the direct path first and "
        "falls back to the relay by itself when the direct path fails",
        {},
        true,
-       {addr::server, addr::relay}},
+       {addr::server, addr::relay},
+       {}},
       {"whatsapp-like",
        "a second Postern server with the front switched off (plain TLS API, no camouflage, no relays) on "
        "10.20.0.12:443 under the telling name chat.whatsapp.lab (in DNS and the SNI), as a big messenger is",
        {},
        true,
-       {addr::whatsapp}},
+       {addr::whatsapp},
+       {"chat.whatsapp.lab"}},
       {"shadowsocks",
        "Postern's client through shadowsocks-libev (AEAD chacha20-ietf-poly1305, ss-server on 10.20.0.13:8388, "
        "ss-local as SOCKS5 on the user's 127.0.0.1:1080)",
        {{"ss-server", "shadowsocks-libev"}, {"ss-local", "shadowsocks-libev"}},
        true,
-       {addr::shadowsocks}},
+       {addr::shadowsocks},
+       {}},
       {"trojan",
        "Postern's client through trojan (server on 10.20.0.15:443 with a self-signed certificate for cover.lab, "
        "falling back to the baseline nginx for anyone without the password; client as SOCKS5 on 127.0.0.1:1081)",
        {{"trojan", "trojan"}},
        false,
-       {addr::trojan}},
+       {addr::trojan},
+       {}},
       {"tor-obfs4",
        "Postern's client through Tor with an obfs4 bridge: a private Tor network abroad (one directory "
        "authority and two exit relays on 10.20.0.16, TestingTorNetwork), an unpublished obfs4 bridge on "
@@ -80,7 +85,8 @@ const std::vector<SystemInfo>& systems() {
        "the exit connects to Postern's server",
        {{"tor", "tor"}, {"tor-gencert", "tor"}, {"obfs4proxy", "obfs4proxy"}},
        false,
-       {addr::obfs4}},
+       {addr::obfs4},
+       {}},
   };
   return list;
 }

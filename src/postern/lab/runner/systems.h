@@ -31,6 +31,7 @@ struct SystemInfo {
   std::vector<Tool> tools;             // beyond the lab's own programs
   bool quick = false;                  // part of --quick
   std::vector<std::string> addresses;  // the abroad addresses alice's bytes go to
+  std::vector<std::string> names;      // the names alice's client asks DNS for (none: addresses only)
 };
 
 const std::vector<SystemInfo>& systems();

@@ -196,11 +196,15 @@ TEST(LabScenarios, FlagsFromEvents) {
       "{\"t\":1.5,\"module\":\"probe\",\"action\":\"probe-differs\",\"client\":\"10.20.0.201\",\"server\":\"10.20.0.13\"}\n"
       "{\"t\":1.6,\"module\":\"fet\",\"action\":\"blackhole\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.13\"}\n"
       "{\"t\":2.0,\"module\":\"sni\",\"action\":\"rst\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.12\"}\n"
-      "{\"t\":2.1,\"module\":\"dns\",\"action\":\"forged\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.53\"}\n"
+      "{\"t\":2.1,\"module\":\"dns\",\"action\":\"forged\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.53\","
+      "\"detail\":\"name=chat.whatsapp.lab a=10.66.0.1\"}\n"
       "{\"t\":2.2,\"module\":\"flow\",\"action\":\"pass\",\"client\":\"10.10.1.2\",\"server\":\"10.20.0.13\"}\n";
+  // alice's DNS query is the WhatsApp-like system's (its name), not shadowsocks'.
   EXPECT_EQ(flags_from_events(events, {"10.20.0.13"}),
-            (std::vector<std::string>{"fet/blackhole", "probe/probe-differs", "dns/forged"}));
-  EXPECT_EQ(flags_from_events(events, {"10.20.0.12"}), (std::vector<std::string>{"sni/rst", "dns/forged"}));
+            (std::vector<std::string>{"fet/blackhole", "probe/probe-differs"}));
+  EXPECT_EQ(flags_from_events(events, {"10.20.0.12"}, {"chat.whatsapp.lab"}),
+            (std::vector<std::string>{"sni/rst", "dns/forged"}));
+  EXPECT_EQ(flags_from_events(events, {"10.20.0.12"}, {"whatsapp.lab"}), (std::vector<std::string>{"sni/rst"}));
   EXPECT_TRUE(flags_from_events("", {"10.20.0.12"}).empty());
   EXPECT_EQ(payloads(true), (std::vector<std::string>{"text", "reply", "picture"}));
   EXPECT_EQ(payloads(false).back(), "video");
