@@ -272,7 +272,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
   }
   install_signal_handlers();
 
-  RunInfo info{machine(), now_iso(), command_line, profile_names, {}, payloads(o.quick)};
+  RunInfo info{machine(), now_iso(), command_line, profile_names, {}, payloads(o.quick), {}};
   for (const auto* s : chosen) info.systems.push_back(s->name);
   std::vector<Cell> cells;
   int rc = 0;
@@ -325,6 +325,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
       ScenarioOptions po = so;
       po.events_path = o.no_censor ? "" : lab.events();
       const auto settings = make_profile(profile, knowledge_for(profile), 1);
+      std::map<std::string, std::uintmax_t> steps_from;  // system -> where its steps begin in the event log
       for (const auto* s : chosen) {
         if (interrupted()) break;
         if (not_run.count(s->name) || !lab.services().prepared(s->name)) {
@@ -337,6 +338,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
         }
         std::cerr << "postern-lab: " << profile << " / " << s->name << "\n";
         lab.services().refresh(*s, deadline);
+        steps_from[s->name] = events_offset(po.events_path);
         for (auto& c : run_scenarios(lab.services(), *s, profile, media, lab.meter(), po)) {
           if (!o.no_censor && settings.ok()) {
             for (auto& f : static_flags(*settings, *s)) {
@@ -348,6 +350,15 @@ int cmd_run(const Options& o, const std::string& command_line) {
           cells.push_back(std::move(c));
         }
         lab.services().park(*s);
+      }
+      // Verdicts that came after a system's last step (probes answer seconds later).
+      for (const auto* s : chosen) {
+        if (po.events_path.empty() || steps_from.count(s->name) == 0) continue;
+        std::vector<std::string> seen;
+        for (const auto& c : cells)
+          if (c.profile == profile && c.system == s->name) seen.insert(seen.end(), c.flagged.begin(), c.flagged.end());
+        auto late = flags_after_steps(po.events_path, steps_from[s->name], *s, seen);
+        if (!late.empty()) info.after_steps.push_back({profile, s->name, std::move(late)});
       }
       lab.stop_censor();
     }

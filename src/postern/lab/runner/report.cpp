@@ -105,6 +105,9 @@ std::string results_json(const RunInfo& info, const std::vector<Cell>& cells) {
     arr.push_back(std::move(o));
   }
   j["cells"] = std::move(arr);
+  auto late = nlohmann::ordered_json::array();
+  for (const auto& l : info.after_steps) late.push_back({{"profile", l.profile}, {"system", l.system}, {"flags", l.flags}});
+  j["after_steps"] = std::move(late);
   return j.dump(2) + "\n";
 }
 
@@ -140,10 +143,17 @@ std::string results_markdown(const RunInfo& info, const std::vector<Cell>& cells
           if (std::find(flags.begin(), flags.end(), f) == flags.end()) flags.push_back(f);
         if (!c.path.empty()) paths.insert(c.path);
       }
-      if (flags.empty()) continue;
+      const std::vector<std::string>* late = nullptr;
+      for (const auto& l : info.after_steps)
+        if (l.profile == p && l.system == s && !l.flags.empty()) late = &l.flags;
+      if (flags.empty() && late == nullptr) continue;
       any = true;
       md += "- " + p + " / " + s + ": ";
       for (std::size_t i = 0; i < flags.size(); ++i) md += (i ? ", " : "") + md_escape(flags[i]);
+      if (late != nullptr) {
+        md += std::string(flags.empty() ? "" : "; ") + "after its last step: ";
+        for (std::size_t i = 0; i < late->size(); ++i) md += (i ? ", " : "") + md_escape((*late)[i]);
+      }
       if (!paths.empty()) {
         md += " (path:";
         for (const auto& x : paths) md += " " + x;

@@ -23,9 +23,17 @@ struct Cell {
   bool delivered() const { return status == Status::delivered; }
 };
 
+// What the censor decided about a system in a profile after its last step (a probe's verdict
+// that came late): no cell shows it, the report lists it.
+struct LateFlags {
+  std::string profile, system;
+  std::vector<std::string> flags;
+};
+
 struct RunInfo {
   std::string machine, date, command;
   std::vector<std::string> profiles, systems, payloads;  // in table order
+  std::vector<LateFlags> after_steps;
 };
 
 // "ok 1.2 s", "BLOCKED (fet, probe)", "BLOCKED", "not run: ss-server missing".

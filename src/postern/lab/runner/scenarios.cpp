@@ -304,6 +304,16 @@ std::vector<std::string> flags_from_events(const std::string& jsonl, const std::
   return out;
 }
 
+std::uintmax_t events_offset(const std::string& events_path) { return file_size(events_path); }
+
+std::vector<std::string> flags_after_steps(const std::string& events_path, std::uintmax_t offset,
+                                           const SystemInfo& system, const std::vector<std::string>& seen) {
+  std::vector<std::string> out;
+  for (auto& f : flags_from_events(events_since(events_path, offset), system.addresses, system.names))
+    if (std::find(seen.begin(), seen.end(), f) == seen.end()) out.push_back(std::move(f));
+  return out;
+}
+
 std::uint16_t port_of_address(const std::string& address) {
   if (address == addr::shadowsocks) return 8388;
   if (address == addr::obfs4) return 9443;

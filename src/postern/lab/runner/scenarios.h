@@ -57,6 +57,13 @@ std::string path_from(const std::map<std::string, std::uint64_t>& before,
 // skipped.
 std::vector<std::string> flags_from_events(const std::string& jsonl, const std::vector<std::string>& addresses,
                                            const std::vector<std::string>& names = {});
+// The size of the censor's event log now: where a system's steps begin in it.
+std::uintmax_t events_offset(const std::string& events_path);
+// The flags in the event log from `offset` (taken just before the system's steps) about the
+// system that none of its steps carries (`seen`): verdicts that came after its last step, such
+// as a probe's.
+std::vector<std::string> flags_after_steps(const std::string& events_path, std::uintmax_t offset,
+                                           const SystemInfo& system, const std::vector<std::string>& seen);
 // What the censor's static firewall rules do to a system, which leave no event behind: its
 // address on the IP blocklist ("ip-blocklist/drop"), its port outside the port allowlist
 // ("port-allowlist/drop").

@@ -9,7 +9,7 @@ namespace postern::lab::runner {
 namespace {
 
 RunInfo info() { return {"box, Linux", "2026-01-01T00:00:00Z", "postern-lab run --quick", {"open", "fet"},
-                         {"postern-direct", "shadowsocks"}, {"text", "picture"}}; }
+                         {"postern-direct", "shadowsocks"}, {"text", "picture"}, {}}; }
 
 std::vector<Cell> cells() {
   std::vector<Cell> c;
@@ -48,6 +48,24 @@ TEST(LabReport, MarkdownHasOneTablePerPayload) {
   EXPECT_NE(md.find("## picture"), std::string::npos);
   EXPECT_NE(md.find("| fet | not run: ss-server missing (Debian package shadowsocks-libev) | - |"), std::string::npos);
   EXPECT_NE(md.find("- fet / shadowsocks: fet/blackhole, probe/probe-differs, fet/residual"), std::string::npos) << md;
+}
+
+TEST(LabReport, VerdictsAfterTheLastStep) {
+  auto i = info();
+  i.after_steps = {{"fet", "shadowsocks", {"probe/queue"}}, {"open", "postern-direct", {"probe/probe-same"}}};
+  const std::string md = results_markdown(i, cells());
+  EXPECT_NE(md.find("- open / postern-direct: after its last step: probe/probe-same (path: direct)\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("- fet / shadowsocks: fet/blackhole, probe/probe-differs, fet/residual; after its last step: "
+                    "probe/queue\n"),
+            std::string::npos)
+      << md;
+  const auto j = nlohmann::json::parse(results_json(i, cells()));
+  ASSERT_EQ(j["after_steps"].size(), 2u);
+  EXPECT_EQ(j["after_steps"][0]["system"], "shadowsocks");
+  EXPECT_EQ(j["after_steps"][0]["flags"], nlohmann::json({"probe/queue"}));
+  EXPECT_TRUE(nlohmann::json::parse(results_json(info(), cells()))["after_steps"].empty());
 }
 
 TEST(LabReport, MarkdownEscapesPipes) {

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "postern/lab/runner/scenarios.h"
@@ -187,6 +190,24 @@ TEST(LabScenarios, CountersAndPath) {
   EXPECT_EQ(path_from({{"10.20.0.10", 5000}, {"10.20.0.11", 0}}, m, {"10.20.0.10"}), "");
   const auto cmds = PathMeter::install_commands("pl00aa-censor");
   EXPECT_EQ(cmds[0], (Argv{"ip", "netns", "exec", "pl00aa-censor", "nft", "add", "table", "ip", "postern_lab_meter"}));
+}
+
+TEST(LabScenarios, FlagsAfterTheLastStep) {
+  const std::string path = ::testing::TempDir() + "/postern-lab-events-after.jsonl";
+  {
+    std::ofstream f(path);
+    f << "{\"module\":\"probe\",\"action\":\"queue\",\"client\":\"\",\"server\":\"10.20.0.13\"}\n"
+         "{\"module\":\"probe\",\"action\":\"probe-differs\",\"client\":\"\",\"server\":\"10.20.0.13\"}\n"
+         "{\"module\":\"probe\",\"action\":\"probe-same\",\"client\":\"\",\"server\":\"10.20.0.10\"}\n";
+  }
+  const SystemInfo* ss = find_system("shadowsocks");
+  ASSERT_NE(ss, nullptr);
+  EXPECT_EQ(events_offset(path), 223u);
+  EXPECT_EQ(flags_after_steps(path, 0, *ss, {"probe/queue"}), std::vector<std::string>{"probe/probe-differs"});
+  EXPECT_TRUE(flags_after_steps(path, 0, *ss, {"probe/queue", "probe/probe-differs"}).empty());
+  EXPECT_EQ(flags_after_steps(path, 70, *ss, {}), std::vector<std::string>{"probe/probe-differs"});  // from line 2
+  EXPECT_TRUE(flags_after_steps(path + ".missing", 0, *ss, {}).empty());
+  std::remove(path.c_str());
 }
 
 TEST(LabScenarios, FlagsFromEvents) {
