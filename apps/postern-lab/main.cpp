@@ -306,7 +306,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
     if (ok && not_run.size() == chosen.size()) ok = lab.fail("no system can run");
     const auto deadline = o.deadline_s > 0 ? std::chrono::seconds(o.deadline_s)
                                            : (o.quick ? std::chrono::seconds(5) : std::chrono::seconds(60));
-    const ScenarioOptions so{deadline, o.quick, run_dir, ""};
+    const ScenarioOptions so{deadline, o.quick, run_dir, "", 0};
     for (const auto& profile : profile_names) {
       if (!ok || interrupted()) break;
       if (!lab.start_censor(profile)) {
@@ -337,6 +337,7 @@ int cmd_run(const Options& o, const std::string& command_line) {
           continue;
         }
         std::cerr << "postern-lab: " << profile << " / " << s->name << "\n";
+        po.events_from = events_offset(po.events_path);
         lab.services().refresh(*s, deadline);
         steps_from[s->name] = events_offset(po.events_path);
         for (auto& c : run_scenarios(lab.services(), *s, profile, media, lab.meter(), po)) {

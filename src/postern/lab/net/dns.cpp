@@ -26,12 +26,7 @@ using udp = asio::ip::udp;
 
 namespace {
 
-constexpr std::size_t kHeader = 12;
 constexpr std::size_t kMaxDatagram = 4096;
-
-std::uint16_t be16(ByteView b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
-}
 
 }  // namespace
 
@@ -123,9 +118,10 @@ awaitable<void> DnsInjector::upstream_loop() {
     udp::endpoint from;
     auto [ec, n] = co_await upstream_.async_receive_from(asio::buffer(buf), from, asio::as_tuple(use_awaitable));
     if (ec == asio::error::operation_aborted || !upstream_.is_open()) break;
-    if (ec || n < kHeader || from != resolver_) continue;
-    const std::uint16_t id = be16(ByteView(buf.data(), n), 0);
-    const auto it = pending_.find(id);
+    if (ec || from != resolver_) continue;
+    const auto id = message_id(ByteView(buf.data(), n));
+    if (!id) continue;
+    const auto it = pending_.find(*id);
     if (it == pending_.end()) continue;
     const Pending p = it->second;
     pending_.erase(it);

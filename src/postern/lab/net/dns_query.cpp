@@ -30,6 +30,11 @@ Errc response_error(std::error_code e) {
 
 }  // namespace
 
+std::optional<std::uint16_t> message_id(ByteView message) {
+  if (message.size() < kHeader) return std::nullopt;
+  return be16(message, 0);
+}
+
 Result<DnsQuestion> parse_query(ByteView m) {
   if (m.size() < kHeader) return Errc::malformed_message;
   DnsQuestion q;

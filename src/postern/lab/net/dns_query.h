@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "postern/util/bytes.h"
@@ -22,6 +23,8 @@ struct DnsQuestion {
 // one question of a valid name (labels 1-63 bytes, 255 bytes in all), or that ends inside the
 // question. Records after the question (an EDNS OPT) are allowed and not read.
 Result<DnsQuestion> parse_query(ByteView message);
+// The ID of any DNS message (query or response); nothing when it is shorter than a header.
+std::optional<std::uint16_t> message_id(ByteView message);
 
 // The answer LabResolver gives to `query` (sans-I/O): the A record of a known name, no records
 // for another type of a known name, NXDOMAIN otherwise. Errc::malformed_message when the query

@@ -388,10 +388,10 @@ std::vector<Cell> run_scenarios(const Services& s, const SystemInfo& system, con
     c.path = path_from(counters, meter.read(o.run_dir), system.addresses);
     c.flagged = flags_from_events(events_since(o.events_path, events_at), system.addresses, system.names);
     if (c.status == Cell::Status::blocked && c.flagged.empty()) {
-      // Nothing flagged during this step: a verdict from earlier in this profile (a block that
-      // outlasts the connection it was made on, or one made while a client bootstrapped) is why.
-      c.flagged = flags_from_events(events_since(o.events_path, 0), system.addresses, system.names);
-      if (!c.flagged.empty()) c.note += (c.note.empty() ? "" : "; ") + std::string("flagged earlier in this profile");
+      // Nothing flagged during this step: a verdict from earlier in the system's turn (a block
+      // that outlasts the connection it was made on, or one made while a client bootstrapped).
+      c.flagged = flags_from_events(events_since(o.events_path, o.events_from), system.addresses, system.names);
+      if (!c.flagged.empty()) c.note += (c.note.empty() ? "" : "; ") + std::string("flagged earlier in its turn");
     }
     cells.push_back(std::move(c));
     if (interrupted()) break;

@@ -76,6 +76,7 @@ struct ScenarioOptions {
   bool quick = false;
   std::string run_dir;
   std::string events_path;  // empty: no censor
+  std::uintmax_t events_from = 0;  // where this system's turn began in the event log (its client's start included)
 };
 
 // Runs the payloads of one (profile, system); alice and bob come from `services`.

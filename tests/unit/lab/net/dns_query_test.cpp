@@ -47,6 +47,15 @@ TEST(LabDnsQuery, ParsesAQueryFromTheTransportBuilder) {
   EXPECT_EQ(p->qclass, 1);
 }
 
+TEST(LabDnsQuery, MessageId) {
+  auto q = transport::dns::build_query(0xbeef, "a.example", transport::dns::kTypeA);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(message_id(*q), 0xbeef);
+  EXPECT_EQ(message_id(ByteView(q->data(), 12)), 0xbeef);
+  EXPECT_FALSE(message_id(ByteView(q->data(), 11)).has_value());
+  EXPECT_FALSE(message_id({}).has_value());
+}
+
 TEST(LabDnsQuery, AcceptsEdnsAfterTheQuestion) {
   auto q = transport::dns::build_query(7, "a.example", transport::dns::kTypeAaaa, 128);
   ASSERT_TRUE(q.ok());
